@@ -1,0 +1,170 @@
+"""Index chunks with LangChain's indexing API and a persistent record manager, and keep BM25 in step."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest.chunk import chunk_document
+from ingest.clean import clean_document
+from ingest.load import find_files, load_file
+from rag.bm25 import index_folder, load_bm25
+from rag.store import DocumentTexts, Store, chunk_to_metadata
+from rag.types import Chunk, Document, IngestFailure, IngestReport, LoadError
+
+if TYPE_CHECKING:
+    from langchain_classic.indexes import SQLRecordManager
+    from langchain_core.documents import Document as LCDocument
+
+    from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (chunks done, chunks in this run) as indexing goes."""
+
+# Chunks per index() batch: one embedding call and one record-manager commit each.
+INDEX_BATCH = 256
+
+
+def make_record_manager(settings: Settings) -> SQLRecordManager:
+    """The persistent record of what is indexed, one namespace per collection and store."""
+    from langchain_classic.indexes import SQLRecordManager
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    where = settings.chroma_url or "embedded"
+    manager = SQLRecordManager(
+        f"chroma/{where}/{settings.collection}", db_url=f"sqlite:///{(settings.home / 'records.sqlite').resolve()}"
+    )
+    manager.create_schema()
+    return manager
+
+
+def chunk_key(doc: LCDocument) -> str:
+    """The record-manager key of a chunk: its deterministic chunk id."""
+    return str(doc.metadata["chunk_id"])
+
+
+def to_langchain(chunk: Chunk, ingested_at: str) -> LCDocument:
+    """A LangChain Document carrying the chunk's offsets and ids as metadata."""
+    from langchain_core.documents import Document as LCDocument
+
+    # ingested_at is not part of the id, so unchanged chunks keep theirs and are skipped.
+    meta = chunk_to_metadata(chunk) | {"chunk_id": chunk.id, "ingested_at": ingested_at}
+    return LCDocument(id=chunk.id, page_content=chunk.text, metadata=meta)
+
+
+def read_document(path: Path, settings: Settings) -> tuple[Document, list[Chunk]]:
+    """Load, clean and chunk one file; LoadError says why a file is unusable."""
+    doc = clean_document(load_file(path, max_bytes=int(settings.max_file_mb * 2**20)))
+    if not doc.text.strip():
+        raise LoadError("no text after cleaning (empty or boilerplate only)")
+    chunks = chunk_document(doc, max_chars=settings.chunk_chars, overlap_chars=settings.chunk_overlap_chars)
+    return doc, chunks
+
+
+def _with_progress(docs: Sequence[LCDocument], progress: Progress | None) -> Iterator[LCDocument]:
+    for done, doc in enumerate(docs, start=1):
+        yield doc
+        if progress is not None and (done % INDEX_BATCH == 0 or done == len(docs)):
+            progress(done, len(docs))
+
+
+def ingest_paths(
+    paths: Iterable[Path],
+    *,
+    settings: Settings,
+    store: Store,
+    prune: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest files and folders; bad files are reported and skipped, committed work survives interruption."""
+    from langchain_core.indexing import index
+
+    paths = [Path(p) for p in paths]
+    report = IngestReport()
+    texts = DocumentTexts(settings.home, settings.collection)
+    ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
+    lc_docs: list[LCDocument] = []
+    loaded: list[Document] = []
+    for path in find_files(paths):
+        try:
+            doc, chunks = read_document(path.resolve(), settings)
+        except LoadError as exc:
+            report.failed.append(IngestFailure(path=str(path), error=str(exc)))
+            continue
+        except Exception as exc:  # a parser bug on one file must not stop the others
+            log.exception("unexpected error reading path=%s", path)
+            report.failed.append(IngestFailure(path=str(path), error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            continue
+        loaded.append(doc)
+        lc_docs.extend(to_langchain(c, ingested_at) for c in chunks)
+
+    records = make_record_manager(settings)
+    if lc_docs:
+        # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
+        # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
+        result = index(
+            _with_progress(lc_docs, progress),
+            records,
+            store.vectorstore,
+            batch_size=INDEX_BATCH,
+            cleanup="scoped_full",
+            source_id_key="source",
+            key_encoder=chunk_key,
+        )
+        report.added, report.updated = result["num_added"], result["num_updated"]
+        report.unchanged, report.deleted = result["num_skipped"], result["num_deleted"]
+        texts.put_many(loaded)
+    if prune:
+        report.deleted += prune_missing(paths, settings=settings, store=store, records=records)
+    if report.added or report.updated or report.deleted:
+        store.bump_revision()
+    refresh_bm25(store)
+    report.chunks = store.count()
+    return report
+
+
+def refresh_bm25(store: Store) -> None:
+    """Rebuild the BM25 index now if it lags the collection, so the first question is fast."""
+    if store.count() or index_folder(store).exists():
+        load_bm25(store)
+
+
+def indexed_sources(records: SQLRecordManager) -> list[str]:
+    """Every source with chunks recorded in this namespace."""
+    from langchain_classic.indexes._sql_record_manager import UpsertionRecord
+    from sqlalchemy import select
+
+    # The record manager's public API lists keys, not groups, so ask its table directly.
+    query = select(UpsertionRecord.group_id).where(UpsertionRecord.namespace == records.namespace).distinct()
+    with records._make_session() as session:  # noqa: SLF001
+        return [row[0] for row in session.execute(query) if row[0]]
+
+
+def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, records: SQLRecordManager) -> int:
+    """Delete the chunks of files under `paths` that no longer exist; returns chunks deleted."""
+    roots = [p.resolve() for p in paths]
+    deleted = 0
+    for source in indexed_sources(records):
+        path = Path(source)
+        if path.exists() or not any(path == root or root in path.parents for root in roots):
+            continue
+        deleted += remove_source(source, settings=settings, store=store, records=records)
+    return deleted
+
+
+def remove_source(
+    source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None
+) -> int:
+    """Delete one document's chunks everywhere; returns chunks deleted."""
+    records = records or make_record_manager(settings)
+    keys = records.list_keys(group_ids=[source])
+    if keys:
+        store.delete(keys)
+        records.delete_keys(keys)
+    DocumentTexts(settings.home, settings.collection).delete(source)
+    return len(keys)

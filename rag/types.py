@@ -1,0 +1,191 @@
+"""Typed values shared by every stage, and the error family. Imports nothing from the repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Turn = tuple[str, str]
+"""One earlier exchange of a conversation: (question, answer)."""
+
+
+class PageSpan(BaseModel):
+    """Where one page of a paged source (PDF) lies in the cleaned document text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    page: int = Field(ge=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Document(BaseModel):
+    """A cleaned source document; chunks and citations point into `text` by character offsets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: str = Field(description="Path of the file it was read from, as given to ingest.")
+    title: str
+    text: str
+    pages: tuple[PageSpan, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict, description="date, dateline, kind, ... from the file.")
+
+    def page_at(self, offset: int) -> int | None:
+        """Return the page holding character `offset`, or None for unpaged documents."""
+        for span in self.pages:
+            if span.start <= offset < span.end:
+                return span.page
+        return self.pages[-1].page if self.pages else None
+
+
+class Chunk(BaseModel):
+    """A span of a document; `text == document.text[start:end]` always holds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    source: str
+    title: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    text: str
+    page: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class Candidate(BaseModel):
+    """A retrieved chunk with the ranks and scores that put it there (None: that retriever missed it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    chunk: Chunk
+    fused_rank: int = Field(ge=1)
+    fused_score: float
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+    vector_rank: int | None = None
+    vector_score: float | None = Field(default=None, description="Cosine similarity to the query.")
+
+
+class Citation(BaseModel):
+    """A verified pointer from an answer's [n] marker to an exact span of a source document."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    n: int = Field(ge=1, description="The [n] marker as it appears in Answer.text.")
+    source: str
+    title: str
+    chunk_id: str
+    quote: str = Field(description="Exactly the document text at [start:end], checked before it is returned.")
+    start: int = Field(ge=0, description="Character offset of the quote in the cleaned document text.")
+    end: int = Field(ge=0)
+    page: int | None = None
+    is_supported: bool = Field(default=True, description="False when verification could not back the claim.")
+
+
+class Answer(BaseModel):
+    """What the assistant says, with its evidence and the numbers behind it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text: str
+    citations: tuple[Citation, ...] = ()
+    abstained: bool = False
+    mode: Literal["extractive", "llm", "corpus"] = "extractive"
+    condensed_query: str = ""
+    abstain_reason: str | None = Field(default=None, description="Why it abstained: best evidence vs threshold.")
+    llm_error: str | None = Field(default=None, description="One line, when the LLM failed and we fell back.")
+    notice: str | None = Field(default=None, description="Shown to the user beside the answer.")
+    candidates: tuple[Candidate, ...] = Field(default=(), description="Retrieval candidates, for the inspector.")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    debug: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The public JSON shape used by the CLI and HTTP callers."""
+        out: dict[str, Any] = {
+            "answer": self.text,
+            "citations": [c.model_dump() for c in self.citations],
+            "abstained": self.abstained,
+            "mode": self.mode,
+            "condensed_query": self.condensed_query,
+            "timings_ms": self.timings_ms,
+        }
+        if self.abstain_reason:
+            out["abstain_reason"] = self.abstain_reason
+        if self.llm_error:
+            out["llm_error"] = self.llm_error
+        if self.notice:
+            out["notice"] = self.notice
+        return out
+
+
+class TokenEvent(BaseModel):
+    """A piece of answer text, streamed as it is produced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["token"] = "token"
+    text: str
+
+
+class FinalEvent(BaseModel):
+    """The last event of a stream: the complete, verified answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["final"] = "final"
+    answer: Answer
+
+
+StreamEvent = TokenEvent | FinalEvent
+
+
+class IngestFailure(BaseModel):
+    """A file that could not be ingested, and why (one line)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str
+    error: str
+
+
+class IngestReport(BaseModel):
+    """What one ingest run did."""
+
+    model_config = ConfigDict(extra="forbid")
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[IngestFailure] = Field(default_factory=list)
+    chunks: int = Field(default=0, description="Chunks in the collection after the run.")
+
+
+class DocumentInfo(BaseModel):
+    """One indexed document, as listed by `rag status` and the UI."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: str
+    title: str
+    chunks: int
+    ingested_at: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class RagError(Exception):
+    """Base class; the message is shown to the user as is."""
+
+
+class IndexNotFound(RagError):
+    """The collection is missing or empty."""
+
+    def __init__(self, home: Path | str, collection: str) -> None:
+        super().__init__(f"No index for collection '{collection}' in {home}. Run `rag ingest corpus/` first.")
+
+
+class StoreUnavailable(RagError):
+    """The Chroma server cannot be reached."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Chroma server at {url} is unreachable: {reason}")
+
+
+class LoadError(RagError):
+    """A file could not be read into a Document."""
+
+
+class LLMError(RagError):
+    """The LLM endpoint failed; callers fall back to the extractive answer."""

@@ -1,0 +1,107 @@
+"""Shared fixtures: real Chroma (embedded and `chroma run`), the real MiniLM model, temp homes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    ANONYMIZED_TELEMETRY="False",
+    GRADIO_ANALYTICS_ENABLED="False",
+    NO_PROXY="127.0.0.1,localhost",
+    no_proxy="127.0.0.1,localhost",
+)
+# The tests build their settings explicitly; stray RAG_* or OpenAI variables from the shell must not leak in.
+for _name in [n for n in os.environ if n.startswith("RAG_") or n in ("OPENAI_BASE_URL", "OPENAI_API_KEY")]:
+    del os.environ[_name]
+
+from rag.assistant import Assistant  # noqa: E402
+from rag.embeddings import LocalEmbeddings  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "corpus"
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the OS says is free."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll url until it answers 2xx, failing fast if the process dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            if httpx.get(url, timeout=2).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not come up in {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def embeddings() -> LocalEmbeddings:
+    """The real MiniLM model, loaded once for the whole run."""
+    return LocalEmbeddings()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fresh settings with a temp home, embedded Chroma."""
+    return Settings(home=tmp_path / "rag")
+
+
+@pytest.fixture(scope="session")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server on a free loopback port."""
+    port, data = free_port(), tmp_path_factory.mktemp("chroma-server")
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    log = (data / "server.log").open("wb")
+    server = subprocess.Popen(
+        [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout_s=60, process=server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def seeded_home(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalEmbeddings) -> Path:
+    """A home with the default corpus ingested once, shared read-only by answer tests."""
+    from ingest import ingest_paths
+
+    home = tmp_path_factory.mktemp("seeded") / "rag"
+    assistant = Assistant(Settings(home=home), embeddings=embeddings)
+    report = ingest_paths([CORPUS], settings=assistant.settings, store=assistant.store)
+    assert not report.failed and report.chunks > 0
+    return home
+
+
+@pytest.fixture(scope="session")
+def seeded_assistant(seeded_home: Path, embeddings: LocalEmbeddings) -> Assistant:
+    """An Assistant over the ingested default corpus."""
+    return Assistant(Settings(home=seeded_home), embeddings=embeddings)
