@@ -10,6 +10,7 @@ from rag.types import Document, LoadError, PageSpan
 
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "title", "document"})
 
 
 def decode_text(data: bytes) -> str:
@@ -84,9 +85,11 @@ def read_pdf(path: Path, data: bytes) -> Document:
         spans.append(PageSpan(page=number, start=offset, end=offset + len(page_text)))
         parts.append(page_text)
         offset += len(page_text)
-    return Document(
-        source=str(path), title=info_title.strip() or title_from_name(path), text="".join(parts), pages=tuple(spans)
-    )
+    # PDF writers often fill the title field with a placeholder; the file name says more.
+    title = info_title.strip()
+    if title.lower() in PLACEHOLDER_TITLES:
+        title = ""
+    return Document(source=str(path), title=title or title_from_name(path), text="".join(parts), pages=tuple(spans))
 
 
 def read_docx(path: Path, data: bytes) -> Document:
@@ -135,12 +138,22 @@ def load_file(path: Path, *, max_bytes: int) -> Document:
 
 
 def find_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named directly, and every non-hidden file under named folders, in a stable order."""
+    """Files named directly, and every non-hidden file under named folders, in a stable order, each once."""
+    seen: set[Path] = set()
+
+    def first_time(path: Path) -> bool:
+        # `rag ingest docs/ docs/a.txt` must not index a.txt twice in one run.
+        key = path.resolve()
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-                if child.is_file() and not hidden:
+                if child.is_file() and not hidden and first_time(child):
                     yield child
-        else:
+        elif first_time(path):
             yield path
