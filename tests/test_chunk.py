@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from rag.text import sentence_spans
 from rag.types import Document, PageSpan
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = "rain river county police mission officers budget clinic water road market school dam report".split()
+WORDS = ["rain", "river", "county", "police", "mission", "officers", "budget", "clinic", "water", "road", "market", "school", "dam", "report"]
 
 
 def make_text(seed: int, sentences: int = 60) -> str:
@@ -72,14 +73,14 @@ def test_neighbours_repeat_whole_sentences_up_to_the_overlap() -> None:
     doc = doc_of(" ".join(sentences))  # every sentence is 52-53 characters
     chunks = chunk_document(doc, max_chars=300, overlap_chars=120)
     assert len(chunks) > 5
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in pairwise(chunks):
         shared = doc.text[after.start : before.end]
         assert after.start < before.end, "neighbours should overlap"
         assert len(shared) <= 120
         assert shared.count(".") == 2  # two whole sentences fit in 120 characters, three would not
         assert before.text.endswith(shared) and after.text.startswith(shared)
     no_overlap = chunk_document(doc, max_chars=300, overlap_chars=0)
-    for before, after in zip(no_overlap, no_overlap[1:], strict=False):
+    for before, after in pairwise(no_overlap):
         assert after.start > before.end
 
 
