@@ -15,7 +15,22 @@ from rag.text import sentence_spans
 from rag.types import Document, PageSpan
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ["rain", "river", "county", "police", "mission", "officers", "budget", "clinic", "water", "road", "market", "school", "dam", "report"]
+WORDS = [
+    "rain",
+    "river",
+    "county",
+    "police",
+    "mission",
+    "officers",
+    "budget",
+    "clinic",
+    "water",
+    "road",
+    "market",
+    "school",
+    "dam",
+    "report",
+]
 
 
 def make_text(seed: int, sentences: int = 60) -> str:
