@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the LLM, per request.")
     llm_max_retries: int = Field(default=1, ge=0, description="Retries after a failed LLM request.")
+    llm_max_tokens: int = Field(default=384, ge=16, description="Longest generated answer, in tokens.")
+    llm_source_tokens: int = Field(
+        default=1500,
+        ge=100,
+        description="Budget for source text in the answer prompt (estimated at 4 characters a token); "
+        "a lean prompt keeps the time to first token low on CPU models.",
+    )
 
     @property
     def is_server_mode(self) -> bool:
