@@ -10,10 +10,12 @@ from rag.types import Document, PageSpan
 BOILERPLATE_LINE = re.compile(
     r"""^\s*(?:
         leave\ a\ (?:reply|comment) | post\ a\ comment | cancel\ reply | \d*\s*comments? |
-        share(?:\ this)?(?:\ (?:article|story|post))?:? | click\ to\ share\ on\ .{1,40} | print\ this\ (?:article|page) |
+        share(?:\ this)?(?:\ (?:article|story|post))?:? | click\ to\ share\ on\ .{1,40} |
+        print\ this\ (?:article|page) |
         related(?:\ (?:posts|articles|stories|content))?:? | you\ may\ also\ like:? | read\ more:? | see\ also:? |
         (?:subscribe|sign\ up)(?:\ (?:to|for)\ (?:our|the)\ newsletter)?\.? | follow\ us\ on\ .{1,40} |
-        advertisements? | sponsored(?:\ content)? | accept\ (?:all\ )?cookies | this\ (?:site|website)\ uses\ cookies.{0,80} |
+        advertisements? | sponsored(?:\ content)? | accept\ (?:all\ )?cookies |
+        this\ (?:site|website)\ uses\ cookies.{0,80} |
         post\ navigation | previous\ (?:post|article) | next\ (?:post|article) | skip\ to\ (?:main\ )?content |
         all\ rights\ reserved\.? | (?:©|\(c\)|copyright)\s.{0,60}
     )\s*$""",

@@ -141,7 +141,7 @@ def indexed_sources(records: SQLRecordManager) -> list[str]:
 
     # The record manager's public API lists keys, not groups, so ask its table directly.
     query = select(UpsertionRecord.group_id).where(UpsertionRecord.namespace == records.namespace).distinct()
-    with records._make_session() as session:  # noqa: SLF001
+    with records._make_session() as session:
         return [row[0] for row in session.execute(query) if row[0]]
 
 
@@ -157,9 +157,7 @@ def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, re
     return deleted
 
 
-def remove_source(
-    source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None
-) -> int:
+def remove_source(source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None) -> int:
     """Delete one document's chunks everywhere; returns chunks deleted."""
     records = records or make_record_manager(settings)
     keys = records.list_keys(group_ids=[source])

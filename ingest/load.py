@@ -128,7 +128,7 @@ def load_file(path: Path, *, max_bytes: int) -> Document:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise LoadError(f"too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB limit)")
+            raise LoadError(f"too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.3g} MB limit, RAG_MAX_FILE_MB)")
         if size == 0:
             raise LoadError("empty file")
         data = path.read_bytes()

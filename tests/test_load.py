@@ -159,7 +159,7 @@ def test_bad_files_raise_one_line_load_errors(tmp_path: Path, name: str, content
 def test_too_large_file_is_refused_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "big.txt"
     path.write_text("word " * 60_000)  # 300,000 bytes
-    with pytest.raises(LoadError, match=r"too large \(0\.3 MB > 0 MB limit\)"):
+    with pytest.raises(LoadError, match=r"too large \(0\.3 MB > 0\.2 MB limit, RAG_MAX_FILE_MB\)"):
         load(path, max_mb=0.2)
     assert load(path, max_mb=1).text.startswith("word word")
 
