@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Iterator, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rag.answer import Extraction, extract_answer, verify_citation
+from rag.bm25 import BM25Index
+from rag.condense import answer_quotes, condense_question
 from rag.embeddings import LocalEmbeddings, make_embeddings
-from rag.settings import Settings
-from rag.store import Store
+from rag.overview import is_corpus_question, overview_answer
+from rag.retrieve import CorpusRetriever, HybridSearch, Method
+from rag.settings import AnswerMode, Settings
+from rag.store import DocumentTexts, Store
+from rag.types import Answer, Candidate, Chunk, Document, DocumentInfo, FinalEvent, StreamEvent, TokenEvent, Turn
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+WORD = re.compile(r"\S+\s*")
+
+
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since a time.perf_counter() reading, rounded for display."""
+    return round((time.perf_counter() - since) * 1000, 1)
 
 
 class Assistant:
@@ -17,6 +36,8 @@ class Assistant:
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings)
         self.store = Store(settings, self.embeddings)
+        self.search = HybridSearch(settings, self.store, self.embeddings)
+        self.texts = DocumentTexts(settings.home, settings.collection)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Assistant:
@@ -29,6 +50,166 @@ class Assistant:
         if self.settings.mode == "auto":
             return "llm" if self.settings.is_llm_configured else "extractive"
         return self.settings.mode
+
+    # Retrieval
+
+    def retrieve(
+        self, query: str, *, k: int | None = None, method: Method = "hybrid", where: dict[str, str] | None = None
+    ) -> list[Candidate]:
+        """The k best chunks for a query, with each retriever's rank and score."""
+        return self.search.search(query, k=k or self.settings.k, method=method, where=where)
+
+    def as_retriever(self, *, k: int | None = None, where: dict[str, str] | None = None) -> CorpusRetriever:
+        """The hybrid retrieval as a LangChain BaseRetriever."""
+        return CorpusRetriever(search=self.search, k=k or self.settings.k, where=where)
+
+    # Answers
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        k: int | None = None,
+        mode: AnswerMode | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Answer:
+        """Answer a question (with optional earlier turns) from the collection."""
+        final = None
+        for event in self.stream(question, history=history, k=k, mode=mode, where=where):
+            if isinstance(event, FinalEvent):
+                final = event.answer
+        assert final is not None  # stream() always ends with a FinalEvent
+        return final
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        k: int | None = None,
+        mode: AnswerMode | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Yield the answer's text as TokenEvents, then a FinalEvent with the verified Answer."""
+        answer = self.answer_extractively(question, history=history, k=k, where=where)
+        for piece in WORD.findall(answer.text):
+            yield TokenEvent(text=piece)
+        yield FinalEvent(answer=answer)
+
+    def answer_extractively(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        k: int | None = None,
+        where: dict[str, str] | None = None,
+    ) -> Answer:
+        """The no-LLM answer: the best sentences of the retrieved chunks, cited, or an abstention."""
+        started = time.perf_counter()
+        if is_corpus_question(question):
+            return self.answer_about_corpus(question, started)
+        condensed = condense_question(question, history)
+        candidates = self.retrieve(condensed, k=k, where=where)
+        index = self.search.bm25()
+        context = candidates + self.earlier_answer_chunks(history, index, exclude={c.chunk.id for c in candidates})
+        retrieved_ms = elapsed_ms(started)
+        extraction = extract_answer(
+            question,
+            context,
+            index=index,
+            encode=self.embeddings.encode,
+            focus_vector=self.search.query_vector(question),
+            focus=question if history else None,
+            max_sentences=self.settings.max_answer_sentences,
+        )
+        extraction = self.verified(extraction, {c.chunk.id: c.chunk for c in context})
+        return Answer(
+            text=extraction.text,
+            citations=tuple(extraction.citations),
+            abstained=extraction.abstained,
+            mode="extractive",
+            condensed_query=condensed,
+            abstain_reason=extraction.reason,
+            candidates=tuple(candidates),
+            timings_ms={
+                "retrieve": retrieved_ms,
+                "answer": round(elapsed_ms(started) - retrieved_ms, 1),
+                "total": elapsed_ms(started),
+            },
+            debug={"confidence": extraction.confidence, "threshold": extraction.threshold, **extraction.signals},
+        )
+
+    def earlier_answer_chunks(self, history: Sequence[Turn], index: BM25Index, *, exclude: set[str]) -> list[Candidate]:
+        """The chunks quoted by the previous answer, kept as candidates for a follow-up."""
+        if not history:
+            return []
+        quotes = answer_quotes(history[-1][1])
+        found = [c for c in index.chunks if c.id not in exclude and any(q in c.text for q in quotes)]
+        rank = self.settings.k + 1
+        return [Candidate(chunk=c, fused_rank=rank + i, fused_score=0.0) for i, c in enumerate(found[:3])]
+
+    def verified(self, extraction: Extraction, chunks: dict[str, Chunk]) -> Extraction:
+        """Drop any citation whose quote is not exactly the source text at its offsets, renumbering the rest."""
+        kept = [c for c in extraction.citations if verify_citation(c, chunks[c.chunk_id], self.document_text(c.source))]
+        if len(kept) == len(extraction.citations):
+            return extraction
+        renumbered = [c.model_copy(update={"n": n}) for n, c in enumerate(kept, start=1)]
+        text = " ".join(f"{c.quote} [{c.n}]" for c in renumbered) if renumbered else extraction.text
+        return Extraction(
+            text,
+            renumbered,
+            extraction.abstained or not renumbered,
+            extraction.confidence,
+            extraction.threshold,
+            extraction.signals,
+            extraction.reason,
+        )
+
+    def answer_about_corpus(self, question: str, started: float) -> Answer:
+        """Answer 'what documents do you have?' from the document list, citing each document's opening."""
+        index = self.search.bm25()
+        first: dict[str, Chunk] = {}
+        for chunk in index.chunks:
+            if chunk.source not in first or chunk.start < first[chunk.source].start:
+                first[chunk.source] = chunk
+        text, citations = overview_answer(self.documents(), first)
+        return Answer(
+            text=text,
+            citations=tuple(citations),
+            mode="corpus",
+            condensed_query=question,
+            timings_ms={"retrieve": 0.0, "answer": elapsed_ms(started), "total": elapsed_ms(started)},
+        )
+
+    # Documents
+
+    def documents(self) -> list[DocumentInfo]:
+        """The indexed documents."""
+        return self.store.documents()
+
+    def document(self, source: str) -> Document | None:
+        """A document's full cleaned text, for showing a quote in place (None if this machine never ingested it)."""
+        return self.texts.get(source)
+
+    def document_text(self, source: str) -> str | None:
+        """Just the text of document(source)."""
+        doc = self.document(source)
+        return doc.text if doc else None
+
+    # Integration
+
+    def as_runnable(self) -> Runnable[Any, Answer]:
+        """The whole pipeline as a LangChain Runnable: input a question or {"question", "history"}."""
+        from langchain_core.runnables import RunnableLambda
+
+        def run(request: str | dict[str, Any]) -> Answer:
+            if isinstance(request, str):
+                return self.ask(request)
+            history = [tuple(turn) for turn in request.get("history", ())]
+            return self.ask(request["question"], history=history, k=request.get("k"))  # type: ignore[arg-type]
+
+        return RunnableLambda(run, name="rag-assistant")
 
     def status(self) -> dict[str, Any]:
         """Where the data lives and what is indexed, for `rag status` and the UI."""

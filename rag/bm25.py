@@ -27,11 +27,74 @@ QUERY_STOPWORDS = frozenset(
     might must what which who whom whose when where why how many much there this that these those it its they
     them their he she his her we our you your i me my not no nor so than too very just also any some each other
     such only own same both more most few all again further then once here out up down off under
-    tell say said according""".split()
+    tell say said according because kind sort type""".split()
 )
 # Documents keep most words (numbers and names matter); only the emptiest function words go.
-DOC_STOPWORDS = frozenset("a an the and or of to in on at by for with is are was were be been it its as that this".split())
+DOC_STOPWORDS = frozenset(
+    "a an the and or of to in on at by for with is are was were be been it its as that this".split()
+)
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b|\b\d\b")
+ACRONYM_RE = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # "U.S." -> "US", else it splits into dropped letters
+# Irregular forms the Snowball stemmer leaves apart ("sent" vs "send"), so questions match the text's tense.
+IRREGULAR = {
+    form: base
+    for base, forms in {
+        "send": "sent",
+        "lead": "led",
+        "leave": "left",
+        "take": "took taken",
+        "give": "gave given",
+        "make": "made",
+        "say": "said",
+        "tell": "told",
+        "go": "went gone",
+        "come": "came",
+        "see": "saw seen",
+        "begin": "began begun",
+        "bring": "brought",
+        "buy": "bought",
+        "build": "built",
+        "catch": "caught",
+        "choose": "chose chosen",
+        "drive": "drove driven",
+        "fall": "fell fallen",
+        "fight": "fought",
+        "find": "found",
+        "flee": "fled",
+        "fly": "flew flown",
+        "get": "got gotten",
+        "grow": "grew grown",
+        "hold": "held",
+        "keep": "kept",
+        "know": "knew known",
+        "lose": "lost",
+        "meet": "met",
+        "pay": "paid",
+        "run": "ran",
+        "rise": "rose risen",
+        "sell": "sold",
+        "spend": "spent",
+        "stand": "stood",
+        "strike": "struck",
+        "teach": "taught",
+        "think": "thought",
+        "throw": "threw thrown",
+        "win": "won",
+        "write": "wrote written",
+        "speak": "spoke spoken",
+        "break": "broke broken",
+        "seek": "sought",
+        "shoot": "shot",
+        "lend": "lent",
+        "bear": "bore borne",
+        "undergo": "underwent undergone",
+        "die": "dead",
+        "child": "children",
+        "man": "men",
+        "woman": "women",
+    }.items()
+    for form in forms.split()
+}
 
 
 @cache
@@ -43,7 +106,8 @@ def _stemmer() -> Any:
 
 def tokenize(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]:
     """Lower-case word tokens, stop words dropped, Snowball-stemmed."""
-    words = [w for w in TOKEN_RE.findall(text.lower()) if w not in drop]
+    text = ACRONYM_RE.sub(lambda m: m.group().replace(".", ""), text)
+    words = [IRREGULAR.get(w, w) for w in TOKEN_RE.findall(text.lower()) if w not in drop]
     return list(_stemmer().stemWords(words))
 
 
@@ -73,6 +137,14 @@ class BM25Index:
         retriever.index(corpus_tokens, show_progress=False)
         return cls(retriever, chunks, revision)
 
+    def document_frequency(self, term: str) -> int:
+        """How many chunks contain a (stemmed) term."""
+        if self.retriever is None or term not in self.retriever.vocab_dict:
+            return 0
+        token_id = self.retriever.vocab_dict[term]
+        indptr = self.retriever.scores["indptr"]
+        return int(indptr[token_id + 1] - indptr[token_id])
+
     def search(self, query: str, n: int) -> list[tuple[Chunk, float]]:
         """The top n chunks with a positive BM25 score for the query."""
         tokens = tokenize(query, drop=QUERY_STOPWORDS)
@@ -84,9 +156,7 @@ class BM25Index:
             return []
         top = min(n, len(self.chunks))
         indices, scores = self.retriever.retrieve([tokens], k=top, show_progress=False, n_threads=1)
-        return [
-            (self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0
-        ]
+        return [(self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0]
 
     def save(self, folder: Path) -> None:
         """Write atomically: a half-written index must never be loaded."""
@@ -115,7 +185,6 @@ class BM25Index:
         return cls(retriever, chunks, (folder / "revision").read_text(encoding="utf-8"))
 
 
-
 _lock = threading.Lock()
 _cache: dict[Path, BM25Index] = {}
 
@@ -142,4 +211,3 @@ def load_bm25(store: Store, *, revision: str | None = None) -> BM25Index:
             loaded.save(folder)
         _cache[folder] = loaded
         return loaded
-

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from rag.types import RagError
+from rag.types import Answer, IndexNotFound, RagError
 
 app = typer.Typer(
     name="rag",
@@ -80,7 +80,9 @@ def ingest(
     try:
         assistant = Assistant.from_settings(load_settings(collection=collection))  # type: ignore[arg-type]
         with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = ingest_paths(paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress)
+            report = ingest_paths(
+                paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
+            )
     except RagError as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -96,11 +98,120 @@ def ingest(
         raise typer.Exit(code=1)
 
 
+def read_history(value: str | None) -> list[tuple[str, str]]:
+    """Earlier turns from a JSON file path or inline JSON: [["question", "answer"], ...]."""
+    if not value:
+        return []
+    path = Path(value)
+    raw = path.read_text(encoding="utf-8") if path.is_file() else value
+    try:
+        turns = json.loads(raw)
+        return [(str(q), str(a)) for q, a in turns]
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise RagError(f"--history must be a JSON list of [question, answer] pairs ({exc})") from exc
+
+
+def format_answer(answer: Answer) -> str:
+    """The answer, then its numbered sources with their quotes."""
+    lines = [answer.text]
+    if answer.notice:
+        lines += ["", f"note: {answer.notice}"]
+    if answer.abstained and answer.abstain_reason:
+        lines += ["", f"why: {answer.abstain_reason}"]
+    if answer.citations:
+        lines += ["", "Sources:"]
+        for c in answer.citations:
+            where = f", p. {c.page}" if c.page else ""
+            flag = "" if c.is_supported else " (not supported by the source)"
+            lines.append(f"[{c.n}] {c.title} ({c.source}{where}, chars {c.start}-{c.end}){flag}")
+            lines.append(f"    “{c.quote}”")
+    return "\n".join(lines)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionOption = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="Chunks handed to the answer step.")] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help='Earlier turns: a JSON file or inline JSON, [["question", "answer"], ...].'),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer QUESTION from the indexed documents, with numbered, verified citations."""
+    from rag.assistant import Assistant
+
+    try:
+        settings = load_settings(collection=collection, k=k)
+        assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
+        answer = assistant.ask(question, history=read_history(history))
+    except IndexNotFound as exc:
+        raise fail(str(exc), code=2) from exc
+    except RagError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False) if as_json else format_answer(answer))
+
+
+@app.command(name="eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="A JSONL dataset, or a SQuAD 2.0 JSON file with --format squad2.")],
+    collection: CollectionOption = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="Chunks handed to the answer step.")] = None,
+    mode: Annotated[str | None, typer.Option("--mode", help="extractive, llm or auto (default: RAG_MODE).")] = None,
+    retriever: Annotated[
+        str,
+        typer.Option("--retriever", help="hybrid, bm25, vector or langchain-ensemble: whose ranks head the report."),
+    ] = "hybrid",
+    compare: Annotated[bool, typer.Option("--compare", help="Rank with every retriever, side by side.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or squad2.")] = "jsonl",
+    sample: Annotated[int | None, typer.Option("--sample", help="Evaluate a seeded sample of N questions.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write report.md, metrics.json and plots here.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score retrieval, answers, citations, abstention and latency on a QA dataset."""
+    from evals.report import text_table, write_report
+    from evals.runner import RETRIEVERS, evaluate, load_dataset, prepare_collection
+    from rag.assistant import Assistant
+
+    if retriever not in RETRIEVERS:
+        raise fail(f"unknown retriever '{retriever}' (choose from: {', '.join(RETRIEVERS)})", code=2)
+    tty = sys.stderr.isatty()
+    try:
+        data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed)  # every line checked before any work
+        settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
+        assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
+        with _progress_bar(enabled=tty) as progress:
+            prepare_collection(data, assistant, progress=progress)
+        retrievers = [retriever] + [r for r in RETRIEVERS if r != retriever] if compare else [retriever]
+        with _progress_bar(enabled=tty, label="evaluating") as progress:
+            run = evaluate(
+                assistant,
+                data.items,
+                retrievers=retrievers,
+                config={"dataset": data.name, **data.details},
+                progress=progress,
+            )
+        written = write_report(run, out) if out else []
+    except IndexNotFound as exc:
+        raise fail(str(exc), code=2) from exc
+    except RagError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(run.to_json(), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(text_table(run))
+        for path in written:
+            typer.echo(f"wrote {path}")
+
+
 class _progress_bar:  # noqa: N801 - used as a context manager, reads like one
     """A rich progress bar with an ETA on a terminal; a no-op otherwise."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, label: str = "indexing") -> None:
         self.enabled = enabled
+        self.label = label
         self._bar = None
         self._task = None
 
@@ -110,7 +221,7 @@ class _progress_bar:  # noqa: N801 - used as a context manager, reads like one
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(
-            TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
         )
         self._bar.start()
         self._task = self._bar.add_task("chunks", total=None)

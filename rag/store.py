@@ -136,8 +136,13 @@ class Store:
 
     def revision(self) -> str:
         """A token that changes whenever ingest changes the collection (shared by every client of a server)."""
+        from chromadb.errors import NotFoundError
+
         with self._translate_errors():
-            fresh = self.client.get_collection(self.settings.collection, embedding_function=None)
+            try:
+                fresh = self.client.get_collection(self.settings.collection, embedding_function=None)
+            except NotFoundError:
+                return ""
         return str((fresh.metadata or {}).get(REVISION_KEY, ""))
 
     def bump_revision(self) -> str:

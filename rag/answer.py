@@ -1,0 +1,217 @@
+"""Extractive answers: pick the sentences that answer, cite their exact spans, or abstain."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.bm25 import QUERY_STOPWORDS, BM25Index, tokenize
+from rag.prompts import ABSTAIN
+from rag.text import sentence_spans
+from rag.types import Candidate, Chunk, Citation
+
+NUMBER_WORDS = frozenset(
+    """one two three four five six seven eight nine ten eleven twelve dozen dozens hundred hundreds thousand
+    thousands million millions billion billions half twice""".split()
+)
+TIME_WORDS = frozenset(
+    """january february march april may june july august september october november december monday tuesday
+    wednesday thursday friday saturday sunday today yesterday tomorrow week weeks month months year years
+    night morning evening day days decade century""".split()
+)
+QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bhow (many|much|long|old|far|large|big)\b|\bwhat (number|percentage|amount)\b", re.I), "number"),
+    (re.compile(r"\bwhen\b|\bwhat (year|date|day|month|time)\b|\bwhich (year|day|month)\b", re.I), "time"),
+    (re.compile(r"^\s*(who|whom|whose)\b", re.I), "name"),
+)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How evidence signals combine into a sentence score and an answer confidence (see BENCHMARKS.md)."""
+
+    semantic: float = 0.55
+    lexical: float = 0.45
+    chunk_prior: float = 0.05
+    shortlist: int = 8
+    extra_sentence_ratio: float = 0.75
+    type_penalty: float = 0.2
+    abstain_below: float = 0.42
+    min_coverage: float = 0.3
+
+
+@dataclass
+class Sentence:
+    """A candidate answer sentence inside a retrieved chunk."""
+
+    chunk: Chunk
+    local_start: int
+    local_end: int
+    chunk_rank: int
+    terms: frozenset[str]
+    lexical: float = 0.0
+    semantic: float = 0.0
+    score: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The sentence as it appears in the chunk."""
+        return self.chunk.text[self.local_start : self.local_end]
+
+    @property
+    def doc_span(self) -> tuple[str, int, int]:
+        """(source, start, end) in the cleaned document: the same sentence seen in two chunks is one."""
+        return self.chunk.source, self.chunk.start + self.local_start, self.chunk.start + self.local_end
+
+
+@dataclass
+class Extraction:
+    """The outcome of extractive answering."""
+
+    text: str
+    citations: list[Citation]
+    abstained: bool
+    confidence: float
+    threshold: float
+    signals: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def question_type(question: str) -> str | None:
+    """'number', 'time' or 'name' when the question asks for one, else None."""
+    for pattern, kind in QUESTION_TYPES:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def satisfies_type(text: str, kind: str | None) -> bool:
+    """Whether a sentence holds the kind of thing the question asks for."""
+    if kind is None:
+        return True
+    words = re.findall(r"[A-Za-z]+", text.lower())
+    if kind == "number":
+        return bool(re.search(r"\d", text)) or any(w in NUMBER_WORDS for w in words)
+    if kind == "time":
+        return bool(re.search(r"\d", text)) or any(w in TIME_WORDS for w in words)
+    # A name: a capitalised word that does not merely start the sentence.
+    return bool(re.search(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+", text.strip()))
+
+
+def term_weights(terms: Sequence[str], index: BM25Index) -> dict[str, float]:
+    """IDF of each query term in the collection; a term the collection never uses weighs the most."""
+    n = max(len(index.chunks), 1)
+    weights = {}
+    for term in dict.fromkeys(terms):
+        df = index.document_frequency(term)
+        weights[term] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    return weights
+
+
+def coverage(weights: dict[str, float], found: frozenset[str] | set[str]) -> float:
+    """Share of the query's term weight present in `found`."""
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in found) / total if total else 0.0
+
+
+def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
+    """Every distinct sentence of the candidate chunks, remembering the best rank of its chunk."""
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for candidate in candidates:
+        chunk = candidate.chunk
+        for start, end in sentence_spans(chunk.text):
+            sentence = Sentence(chunk, start, end, candidate.fused_rank, frozenset(tokenize(chunk.text[start:end])))
+            if sentence.doc_span not in seen:
+                seen.add(sentence.doc_span)
+                out.append(sentence)
+    return out
+
+
+def extract_answer(
+    question: str,
+    candidates: Sequence[Candidate],
+    *,
+    index: BM25Index,
+    encode: Callable[[list[str]], np.ndarray],
+    focus_vector: Sequence[float],
+    focus: str | None = None,
+    max_sentences: int = 3,
+    weights: Weights = Weights(),  # noqa: B008 - frozen dataclass, safe as a default
+) -> Extraction:
+    """Choose up to max_sentences sentences that answer the question, or abstain when the evidence is weak.
+
+    `focus` is the question text whose terms must be covered (a follow-up's own words; retrieval may have used
+    a longer, condensed query) and `focus_vector` its embedding.
+    """
+    focus = focus or question
+    terms = tokenize(focus, drop=QUERY_STOPWORDS)
+    sentences = split_sentences(candidates)
+    if not sentences or not terms:
+        return Extraction(ABSTAIN, [], True, 0.0, weights.abstain_below, reason="no matching passages")
+    idf = term_weights(terms, index)
+    for s in sentences:
+        s.lexical = coverage(idf, s.terms)
+    # Embed only the lexically most promising sentences: the model is the slowest step on a CPU.
+    shortlist = sorted(sentences, key=lambda s: (-s.lexical, s.chunk_rank))[: weights.shortlist]
+    vectors = encode([s.text for s in shortlist])
+    query = np.asarray(focus_vector, dtype=np.float32)
+    for s, vector in zip(shortlist, vectors, strict=True):
+        s.semantic = float(np.dot(query, vector))
+        s.score = weights.semantic * s.semantic + weights.lexical * s.lexical + weights.chunk_prior / s.chunk_rank
+    ranked = sorted(shortlist, key=lambda s: -s.score)
+    best = ranked[0]
+    chosen = [best]
+    found = set(best.terms)
+    for s in ranked[1:]:
+        if len(chosen) >= max_sentences or s.score < weights.extra_sentence_ratio * best.score:
+            break
+        if coverage(idf, found | s.terms) > coverage(idf, found):
+            chosen.append(s)
+            found |= s.terms
+
+    kind = question_type(focus)
+    type_ok = any(satisfies_type(s.text, kind) for s in chosen)
+    covered = coverage(idf, found)
+    confidence = weights.semantic * best.semantic + weights.lexical * covered - (0 if type_ok else weights.type_penalty)
+    signals = {"semantic": best.semantic, "coverage": covered, "type_ok": float(type_ok)}
+    if confidence < weights.abstain_below or covered < weights.min_coverage:
+        missing = [t for t in idf if t not in found]
+        why = (
+            f"best evidence scored {confidence:.2f} (threshold {weights.abstain_below:.2f}) and covers"
+            f" {covered:.0%} of the question's key terms (minimum {weights.min_coverage:.0%})"
+        )
+        if missing:
+            why += f"; not found: {', '.join(missing[:5])}"
+        if not type_ok:
+            why += f"; no {kind} in the best passage"
+        return Extraction(ABSTAIN, [], True, confidence, weights.abstain_below, signals, why)
+
+    chosen.sort(key=lambda s: s.doc_span)
+    citations = [
+        Citation(
+            n=n,
+            source=s.chunk.source,
+            title=s.chunk.title,
+            chunk_id=s.chunk.id,
+            quote=s.text,
+            start=s.doc_span[1],
+            end=s.doc_span[2],
+            page=s.chunk.page,
+        )
+        for n, s in enumerate(chosen, start=1)
+    ]
+    text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+    return Extraction(text, citations, False, confidence, weights.abstain_below, signals)
+
+
+def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:
+    """True when the quote is exactly the source text at its offsets (the full document when we have it)."""
+    if document_text is not None:
+        return document_text[citation.start : citation.end] == citation.quote
+    local = citation.start - chunk.start
+    return 0 <= local and chunk.text[local : citation.end - chunk.start] == citation.quote

@@ -1,0 +1,138 @@
+"""Hybrid retrieval: BM25 and vector rankings fused with weighted reciprocal rank fusion."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.bm25 import BM25Index, load_bm25
+from rag.store import Store, chunk_to_metadata
+from rag.types import Candidate, Chunk, IndexNotFound
+
+if TYPE_CHECKING:
+    from rag.embeddings import LocalEmbeddings
+    from rag.settings import Settings
+
+Method = Literal["hybrid", "bm25", "vector"]
+Ranking = list[tuple[Chunk, float]]
+
+
+def chroma_where(where: dict[str, str] | None) -> dict[str, Any] | None:
+    """Chroma's filter syntax for equality on metadata fields such as source and title."""
+    if not where:
+        return None
+    clauses = [{key: value} for key, value in where.items()]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def matches(chunk: Chunk, where: dict[str, str] | None) -> bool:
+    """True when the chunk satisfies every equality filter."""
+    if not where:
+        return True
+    fields = chunk_to_metadata(chunk)
+    return all(str(fields.get(key)) == value for key, value in where.items())
+
+
+def fuse(rankings: dict[str, Ranking], weights: dict[str, float], *, rrf_k: int) -> list[Candidate]:
+    """Weighted reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the rankings."""
+    chunks: dict[str, Chunk] = {}
+    fused: dict[str, float] = {}
+    detail: dict[str, dict[str, Any]] = {}
+    for name, ranking in rankings.items():
+        for rank, (chunk, score) in enumerate(ranking, start=1):
+            chunks[chunk.id] = chunk
+            fused[chunk.id] = fused.get(chunk.id, 0.0) + weights.get(name, 1.0) / (rrf_k + rank)
+            detail.setdefault(chunk.id, {})[f"{name}_rank"] = rank
+            detail[chunk.id][f"{name}_score"] = score
+    # Ties (same fused score) keep BM25's order first, then the vector order, via the stable sort.
+    order = sorted(fused, key=lambda cid: -fused[cid])
+    return [
+        Candidate(chunk=chunks[cid], fused_rank=i, fused_score=fused[cid], **detail[cid])
+        for i, cid in enumerate(order, start=1)
+    ]
+
+
+class HybridSearch:
+    """Runs BM25 and vector search over one collection and fuses them."""
+
+    def __init__(self, settings: Settings, store: Store, embeddings: LocalEmbeddings) -> None:
+        self.settings = settings
+        self.store = store
+        self.embeddings = embeddings
+        self._query_vectors: OrderedDict[str, list[float]] = OrderedDict()
+
+    def bm25(self) -> BM25Index:
+        """The current BM25 index; raises IndexNotFound when the collection is empty."""
+        index = load_bm25(self.store)
+        if not index.chunks:
+            raise IndexNotFound(self.settings.chroma_url or self.settings.home, self.settings.collection)
+        return index
+
+    def query_vector(self, query: str) -> list[float]:
+        """The query's embedding, remembered for the last few queries (follow-ups and evals repeat them)."""
+        if query in self._query_vectors:
+            self._query_vectors.move_to_end(query)
+            return self._query_vectors[query]
+        vector = self.embeddings.embed_query(query)
+        self._query_vectors[query] = vector
+        if len(self._query_vectors) > 256:
+            self._query_vectors.popitem(last=False)
+        return vector
+
+    def bm25_ranking(self, query: str, n: int, where: dict[str, str] | None = None) -> Ranking:
+        """Top n chunks by BM25, filtered."""
+        index = self.bm25()
+        if not where:
+            return index.search(query, n)
+        # Filters are rare and corpora small enough to rank everything, then keep the matching chunks.
+        return [(c, s) for c, s in index.search(query, len(index.chunks)) if matches(c, where)][:n]
+
+    def vector_ranking(self, query: str, n: int, where: dict[str, str] | None = None) -> Ranking:
+        """Top n chunks by cosine similarity, filtered in Chroma."""
+        return self.store.query(self.query_vector(query), n, where=chroma_where(where))
+
+    def search(
+        self, query: str, *, k: int, method: Method = "hybrid", where: dict[str, str] | None = None
+    ) -> list[Candidate]:
+        """The k best chunks for the query by the chosen method, with per-retriever ranks and scores."""
+        depth = max(k, self.settings.candidates)
+        rankings: dict[str, Ranking] = {}
+        if method in ("hybrid", "bm25"):
+            rankings["bm25"] = self.bm25_ranking(query, depth, where)
+        if method in ("hybrid", "vector"):
+            self.bm25()  # same "no index yet" error for every method
+            rankings["vector"] = self.vector_ranking(query, depth, where)
+        weights = {"bm25": self.settings.bm25_weight, "vector": self.settings.vector_weight}
+        return fuse(rankings, weights, rrf_k=self.settings.rrf_k)[:k]
+
+
+class CorpusRetriever(BaseRetriever):
+    """The hybrid search as a LangChain retriever, for use in other LangChain apps."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    search: HybridSearch
+    k: int = 5
+    method: Method = "hybrid"
+    where: dict[str, str] | None = None
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        found = self.search.search(query, k=self.k, method=self.method, where=self.where)
+        return [to_langchain_document(c) for c in found]
+
+
+def to_langchain_document(candidate: Candidate) -> LCDocument:
+    """A LangChain Document for a candidate, with its offsets and scores in the metadata."""
+    chunk = candidate.chunk
+    meta: dict[str, Any] = {**chunk_to_metadata(chunk), "chunk_id": chunk.id, "fused_score": candidate.fused_score}
+    return LCDocument(id=chunk.id, page_content=chunk.text, metadata=meta)
+
+
+def chunk_ids(candidates: Sequence[Candidate]) -> list[str]:
+    """The ids of candidates' chunks, in rank order."""
+    return [c.chunk.id for c in candidates]
