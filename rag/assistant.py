@@ -12,13 +12,26 @@ from rag.answer import Extraction, extract_answer, verify_citation
 from rag.bm25 import BM25Index
 from rag.condense import answer_quotes, condense_question
 from rag.embeddings import LocalEmbeddings, make_embeddings
+from rag.llm import describe_llm, make_llm
 from rag.overview import is_corpus_question, overview_answer
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
 from rag.store import DocumentTexts, Store
-from rag.types import Answer, Candidate, Chunk, Document, DocumentInfo, FinalEvent, StreamEvent, TokenEvent, Turn
+from rag.types import (
+    Answer,
+    Candidate,
+    Chunk,
+    Document,
+    DocumentInfo,
+    FinalEvent,
+    RagError,
+    StreamEvent,
+    TokenEvent,
+    Turn,
+)
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import Runnable
 
 WORD = re.compile(r"\S+\s*")
@@ -32,8 +45,11 @@ def elapsed_ms(since: float) -> float:
 class Assistant:
     """Answers questions over one collection, with verified citations."""
 
-    def __init__(self, settings: Settings, *, embeddings: LocalEmbeddings | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, embeddings: LocalEmbeddings | None = None, llm: BaseChatModel | None = None
+    ) -> None:
         self.settings = settings
+        self._llm = llm  # a chat model given by the caller (tests, apps); otherwise built from settings on first use
         self.embeddings = embeddings or make_embeddings(settings)
         self.store = Store(settings, self.embeddings)
         self.search = HybridSearch(settings, self.store, self.embeddings)
@@ -47,9 +63,23 @@ class Assistant:
     @cached_property
     def answer_mode(self) -> str:
         """'extractive' or 'llm', as the settings resolve."""
-        if self.settings.mode == "auto":
-            return "llm" if self.settings.is_llm_configured else "extractive"
-        return self.settings.mode
+        return self.resolve_mode(None)
+
+    def resolve_mode(self, mode: AnswerMode | None) -> str:
+        """'extractive' or 'llm' for one request: the given mode, else RAG_MODE; auto means llm when one is set."""
+        mode = mode or self.settings.mode
+        if mode == "auto":
+            return "llm" if self._llm is not None or self.settings.is_llm_configured else "extractive"
+        return mode
+
+    @cached_property
+    def chat_model(self) -> BaseChatModel:
+        """The chat model for generated answers (a local GGUF server starts here, on first use)."""
+        if self._llm is not None:
+            return self._llm
+        if not self.settings.is_llm_configured:
+            raise RagError("llm mode needs a model: set RAG_LLM_GGUF, or RAG_LLM_BASE_URL and RAG_LLM_MODEL")
+        return make_llm(self.settings)
 
     # Retrieval
 
@@ -92,6 +122,11 @@ class Assistant:
         where: dict[str, str] | None = None,
     ) -> Iterator[StreamEvent]:
         """Yield the answer's text as TokenEvents, then a FinalEvent with the verified Answer."""
+        if self.resolve_mode(mode) == "llm" and not is_corpus_question(question):
+            from rag.generate import stream_llm_answer
+
+            yield from stream_llm_answer(self, self.chat_model, question, history=history, k=k, where=where)
+            return
         answer = self.answer_extractively(question, history=history, k=k, where=where)
         for piece in WORD.findall(answer.text):
             yield TokenEvent(text=piece)
@@ -223,4 +258,5 @@ class Assistant:
             "chunks": self.store.count(),
             "embedding_model": self.embeddings.name,
             "answer_mode": self.answer_mode,
+            "llm_model": describe_llm(self.settings) or (type(self._llm).__name__ if self._llm else None),
         }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rag.types import Answer, IndexNotFound, RagError
+from rag.types import Answer, FinalEvent, IndexNotFound, RagError, StreamEvent, TokenEvent
 
 app = typer.Typer(
     name="rag",
@@ -64,6 +65,7 @@ def status(collection: CollectionOption = None, as_json: JsonOption = False) -> 
     typer.echo(f"chunks:      {info['chunks']}")
     typer.echo(f"embeddings:  {info['embedding_model']}")
     typer.echo(f"answers:     {info['answer_mode']}")
+    typer.echo(f"llm:         {info.get('llm_model') or 'none'}")
 
 
 @app.command()
@@ -116,6 +118,8 @@ def format_answer(answer: Answer) -> str:
     lines = [answer.text]
     if answer.notice:
         lines += ["", f"note: {answer.notice}"]
+    if answer.llm_error:
+        lines.append(f"llm error: {answer.llm_error}")
     if answer.abstained and answer.abstain_reason:
         lines += ["", f"why: {answer.abstain_reason}"]
     if answer.citations:
@@ -137,20 +141,48 @@ def ask(
         str | None,
         typer.Option("--history", help='Earlier turns: a JSON file or inline JSON, [["question", "answer"], ...].'),
     ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="llm, extractive or auto: llm when a model is set (RAG_MODE).")
+    ] = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the answer as it is generated (with --json: one event a line).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with numbered, verified citations."""
     from rag.assistant import Assistant
 
     try:
-        settings = load_settings(collection=collection, k=k)
+        settings = load_settings(collection=collection, k=k, mode=mode)
         assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
+        if stream:
+            print_stream(assistant.stream(question, history=read_history(history)), as_json=as_json)
+            return
         answer = assistant.ask(question, history=read_history(history))
     except IndexNotFound as exc:
         raise fail(str(exc), code=2) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False) if as_json else format_answer(answer))
+
+
+def print_stream(events: Iterator[StreamEvent], *, as_json: bool) -> None:
+    """Print tokens as they arrive, then the sources; a fallback answer that differs is printed whole."""
+    shown = ""
+    for event in events:
+        if as_json:
+            line = {"kind": "token", "text": event.text} if isinstance(event, TokenEvent) else {}
+            if isinstance(event, FinalEvent):
+                line = {"kind": "final", **event.answer.to_json_dict()}
+            typer.echo(json.dumps(line, ensure_ascii=False))
+        elif isinstance(event, TokenEvent):
+            typer.echo(event.text, nl=False)
+            sys.stdout.flush()
+            shown += event.text
+        elif shown and event.answer.text == shown:
+            typer.echo(format_answer(event.answer)[len(shown) :])
+        else:
+            typer.echo(("\n\n" if shown else "") + format_answer(event.answer))
 
 
 @app.command(name="eval")
@@ -204,6 +236,42 @@ def eval_(
         typer.echo(text_table(run))
         for path in written:
             typer.echo(f"wrote {path}")
+
+
+@app.command()
+def chat(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 7860,
+    corpus: Annotated[Path, typer.Option("--corpus", help="Ingested first when the index is empty.")] = Path("corpus"),
+    collection: CollectionOption = None,
+) -> None:
+    """Open the web chat; an empty index is first filled from --corpus, with progress."""
+    from rag.assistant import Assistant
+
+    try:
+        assistant = Assistant.from_settings(load_settings(collection=collection))  # type: ignore[arg-type]
+    except RagError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        if assistant.store.count() == 0 and corpus.is_dir():
+            from ingest import ingest_paths
+
+            typer.echo(f"The index is empty: ingesting {corpus}/ first.", err=True)
+            with _progress_bar(enabled=sys.stderr.isatty()) as progress:
+                report = ingest_paths([corpus], settings=assistant.settings, store=assistant.store, progress=progress)
+            for failure in report.failed:
+                typer.echo(f"failed: {failure.path}: {failure.error}", err=True)
+            typer.echo(f"Indexed {report.chunks} chunks.", err=True)
+    except RagError as exc:  # e.g. the Chroma server is down: start anyway, the chat shows the error per question
+        typer.echo(f"warning: {exc}", err=True)
+
+    from ui.app import serve
+
+    typer.echo(f"Chat on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
+    try:
+        serve(assistant, host=host, port=port)
+    except OSError as exc:  # port taken, address not available
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from exc
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager, reads like one

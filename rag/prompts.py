@@ -38,3 +38,11 @@ CONDENSE_HUMAN = "Conversation:\n{history}\n\nFollow-up question: {question}\n\n
 HISTORY_TURN = "User: {question}\nAssistant: {answer}"
 
 CONDENSE = ChatPromptTemplate.from_messages([("system", CONDENSE_SYSTEM), ("human", CONDENSE_HUMAN)])
+
+# Notices shown beside a generated answer.
+NOTICE_LLM_FAILED = "The language model did not answer, so these sentences are extracted from the documents."
+NOTICE_UNVERIFIED = (
+    "The generated answer could not be verified against the sources, so these sentences are extracted from the "
+    "documents instead."
+)
+NOTICE_UNSUPPORTED = "{count} sentence(s) of this answer are not backed by the sources they cite: {sentences}"

@@ -14,7 +14,8 @@ AnswerMode = Literal["auto", "extractive", "llm"]
 class Settings(BaseSettings):
     """Everything configurable. Build it once at an entry point and pass it down."""
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True)
+    # populate_by_name: Settings(llm_base_url=...) works as well as the RAG_LLM_BASE_URL / OPENAI_BASE_URL aliases.
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True, populate_by_name=True)
 
     # Storage
     home: Path = Field(default=Path(".rag"), description="Chroma data, ingest records and the BM25 index.")
