@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.answer import question_type, satisfies_type, verify_citation
+from rag.assistant import Assistant
+from rag.condense import condense_question
+from rag.types import Chunk, Citation, FinalEvent, TokenEvent
+
+from conftest import CORPUS, REPO
+
+ARTICLE = (CORPUS / "kenya-police-haiti.md").read_text()
+
+
+def assert_verified(assistant: Assistant, citations) -> None:
+    for c in citations:
+        text = assistant.document_text(c.source)
+        assert text is not None and text[c.start : c.end] == c.quote
+        assert c.quote in ARTICLE
+
+
+def test_answers_270_with_a_verified_citation(seeded_assistant: Assistant):
+    answer = seeded_assistant.ask("How many additional police officers did Kenya send to Haiti?")
+    assert not answer.abstained
+    assert "270" in answer.text and "[1]" in answer.text
+    assert any("270" in c.quote for c in answer.citations)
+    assert_verified(seeded_assistant, answer.citations)
+    assert answer.timings_ms["total"] >= answer.timings_ms["retrieve"] > 0
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the recipe for ugali?",
+        "How many Kenyan police officers have been killed in Haiti?",
+        "How many troops has Jamaica sent to Haiti?",
+        "Who won the 2022 FIFA World Cup?",
+    ],
+)
+def test_abstains_when_the_article_does_not_say(seeded_assistant: Assistant, question: str):
+    answer = seeded_assistant.ask(question)
+    assert answer.abstained, answer.text
+    assert answer.citations == ()
+    assert answer.abstain_reason and "threshold" in answer.abstain_reason
+
+
+def test_follow_up_finds_the_june_contingent(seeded_assistant: Assistant):
+    first_q = "Who leads the Multinational Security Support Mission?"
+    first = seeded_assistant.ask(first_q)
+    assert not first.abstained
+    follow = seeded_assistant.ask("How many officers did it send in June?", history=[(first_q, first.text)])
+    assert "400" in follow.text
+    assert any("initial contingent of 400 officers" in c.quote for c in follow.citations)
+    assert "Multinational Security Support Mission" in follow.condensed_query
+
+
+def test_condense_carries_entities_only_when_needed():
+    history = [("Who leads the Multinational Security Support Mission?", "Kenya")]
+    assert condense_question("How many officers did it send in June?", history).endswith(
+        "Multinational Security Support Mission leads"
+    )
+    standalone = "How much money has the United States pledged to the Haiti deployment?"
+    assert condense_question(standalone, history) == standalone
+
+
+def test_corpus_questions_use_the_document_list(seeded_assistant: Assistant):
+    answer = seeded_assistant.ask("What documents do you have?")
+    assert answer.mode == "corpus" and not answer.abstained
+    assert "Kenya deploys 270 more police officers to Haiti" in answer.text
+    assert "2025-01-18" in answer.text
+    assert_verified(seeded_assistant, answer.citations)
+
+
+def test_stream_yields_tokens_then_a_final_answer_that_agrees(seeded_assistant: Assistant):
+    events = list(seeded_assistant.stream("What does Kenya's latest deployment signal?"))
+    assert isinstance(events[-1], FinalEvent)
+    tokens = [e.text for e in events[:-1]]
+    assert tokens and all(isinstance(e, TokenEvent) for e in events[:-1])
+    assert "".join(tokens) == events[-1].answer.text
+
+
+def test_runnable_takes_a_question_or_a_dict(seeded_assistant: Assistant):
+    runnable = seeded_assistant.as_runnable()
+    assert "270" in runnable.invoke("How many additional police officers did Kenya send to Haiti?").text
+    follow = runnable.invoke(
+        {
+            "question": "How many officers did it send in June?",
+            "history": [["Who leads the Multinational Security Support Mission?", "Kenya leads it."]],
+        }
+    )
+    assert "400" in follow.text
+
+
+def test_question_types():
+    assert question_type("How many officers?") == "number"
+    assert question_type("When did they leave?") == "time"
+    assert question_type("Who is the president?") == "name"
+    assert question_type("Why was it launched?") is None
+    assert satisfies_type("It sent 400 officers.", "number")
+    assert not satisfies_type("It sent officers.", "number")
+    assert satisfies_type("They met on Friday night.", "time")
+    assert satisfies_type("The leader is William Ruto.", "name")
+
+
+def test_verify_citation_rejects_a_wrong_span():
+    doc = "Alpha beta. Gamma delta."
+    chunk = Chunk(id="c", source="s", title="t", start=0, end=len(doc), text=doc)
+    good = Citation(n=1, source="s", title="t", chunk_id="c", quote="Gamma delta.", start=12, end=24)
+    assert verify_citation(good, chunk, doc)
+    assert verify_citation(good, chunk, None)
+    shifted = good.model_copy(update={"start": 11, "end": 23})
+    assert not verify_citation(shifted, chunk, doc)
+    assert not verify_citation(shifted, chunk, None)
+
+
+def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"RAG_HOME": str(home), "PATH": str(Path(sys.executable).parent), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+
+
+def test_cli_ask_json_and_follow_up(seeded_home: Path, tmp_path: Path):
+    done = run_cli("ask", "How many additional police officers did Kenya send to Haiti?", "--json", home=seeded_home)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out) >= {"answer", "citations", "abstained", "mode", "timings_ms"}
+    assert out["mode"] == "extractive" and not out["abstained"] and "270" in out["answer"]
+    assert set(out["timings_ms"]) == {"retrieve", "answer", "total"}
+    assert set(out["citations"][0]) >= {"n", "source", "title", "chunk_id", "quote", "start", "end", "page"}
+
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([["Who leads the Multinational Security Support Mission?", "Kenya"]]))
+    follow = run_cli("ask", "How many officers did it send in June?", "--history", str(history), "--json", home=seeded_home)
+    assert follow.returncode == 0, follow.stderr
+    assert "400" in json.loads(follow.stdout)["answer"]
+
+    human = run_cli("ask", "What is the recipe for ugali?", home=seeded_home)
+    assert human.returncode == 0 and "can't answer" in human.stdout and "Sources:" not in human.stdout
+
+
+def test_cli_ask_without_an_index_says_to_ingest(tmp_path: Path):
+    done = run_cli("ask", "anything?", home=tmp_path / "empty")
+    assert done.returncode == 2
+    assert "rag ingest" in done.stderr and "Traceback" not in done.stderr

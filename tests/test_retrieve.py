@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.retrievers import BaseRetriever
+
+from ingest import ingest_paths
+from rag.assistant import Assistant
+from rag.retrieve import fuse
+from rag.settings import Settings
+from rag.types import Chunk
+
+
+def chunk(cid: str) -> Chunk:
+    return Chunk(id=cid, source="s", title="t", start=0, end=1, text=cid)
+
+
+def test_fuse_rewards_agreement_and_keeps_each_rank():
+    bm25 = [(chunk("a"), 9.0), (chunk("b"), 5.0), (chunk("c"), 1.0)]
+    vector = [(chunk("b"), 0.9), (chunk("c"), 0.8)]
+    fused = fuse({"bm25": bm25, "vector": vector}, {"bm25": 1.0, "vector": 1.0}, rrf_k=60)
+    assert [c.chunk.id for c in fused] == ["b", "c", "a"]
+    b = fused[0]
+    assert (b.bm25_rank, b.vector_rank, b.fused_rank) == (2, 1, 1)
+    assert b.fused_score == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[2].vector_rank is None
+
+
+def test_fuse_weights_shift_the_order():
+    bm25 = [(chunk("a"), 9.0), (chunk("b"), 5.0)]
+    vector = [(chunk("b"), 0.9), (chunk("a"), 0.8)]
+    by_vector = fuse({"bm25": bm25, "vector": vector}, {"bm25": 0.5, "vector": 1.0}, rrf_k=60)
+    assert by_vector[0].chunk.id == "b"
+
+
+def test_hybrid_finds_the_270_sentence_by_every_method(seeded_assistant: Assistant):
+    question = "How many additional police officers did Kenya send to Haiti?"
+    for method in ("hybrid", "bm25", "vector"):
+        top = seeded_assistant.retrieve(question, k=1, method=method)  # type: ignore[arg-type]
+        assert "270 additional police officers" in top[0].chunk.text, method
+    hybrid = seeded_assistant.retrieve(question, k=3)
+    assert hybrid[0].bm25_rank is not None and hybrid[0].vector_rank is not None
+
+
+def test_filters_by_source_and_title(tmp_path: Path, embeddings):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rain.md").write_text("---\ntitle: Rain report\n---\nHeavy rain flooded the valley roads on Monday.\n")
+    (docs / "sun.md").write_text("---\ntitle: Sun report\n---\nA heat wave dried the valley rivers on Tuesday.\n")
+    assistant = Assistant(Settings(home=tmp_path / "rag"), embeddings=embeddings)
+    ingest_paths([docs], settings=assistant.settings, store=assistant.store)
+    only_sun = assistant.retrieve("valley rain", k=5, where={"title": "Sun report"})
+    assert only_sun and {c.chunk.title for c in only_sun} == {"Sun report"}
+    rain_source = str((docs / "rain.md").resolve())
+    only_rain = assistant.retrieve("heat wave", k=5, where={"source": rain_source})
+    assert only_rain and {c.chunk.source for c in only_rain} == {rain_source}
+
+
+def test_langchain_retriever(seeded_assistant: Assistant):
+    retriever = seeded_assistant.as_retriever(k=2)
+    assert isinstance(retriever, BaseRetriever)
+    docs = retriever.invoke("How much money has the U.S. pledged?")
+    assert len(docs) == 2
+    assert any("$300 million" in d.page_content for d in docs)
+    assert {"source", "start", "end", "chunk_id"} <= set(docs[0].metadata)
