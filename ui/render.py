@@ -1,0 +1,209 @@
+"""HTML and Markdown for answers, sources, the retrieval inspector and the document list. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from html import escape
+
+from rag.types import Answer, Citation, Document, DocumentInfo
+
+# The whole-document view embeds the text in the page; beyond this many characters around the quote,
+# the Documents tab's reader is the place to read on.
+DOC_WINDOW_CHARS = 60_000
+CONTEXT_CHARS = 240
+MARKER = re.compile(r"\[(\d+)\]")
+
+
+def anchor(turn: int, n: int) -> str:
+    """The element id of citation n of a conversation turn (1-based) in the Sources panel."""
+    return f"src-{turn}-{n}"
+
+
+def link_markers(text: str, turn: int, numbers: set[int]) -> str:
+    """Turn each cited [n] into a Markdown link to its entry in the Sources panel."""
+
+    def link(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        return f"[[{n}]](#{anchor(turn, n)})" if n in numbers else match.group(0)
+
+    return MARKER.sub(link, text)
+
+
+def answer_markdown(answer: Answer, turn: int) -> str:
+    """The chat message for an answer: linked markers, any notice, and why it abstained."""
+    parts = []
+    if answer.notice:
+        parts.append(f"> ⚠️ {answer.notice}")
+    parts.append(link_markers(answer.text, turn, {c.n for c in answer.citations}))
+    if answer.abstained and answer.abstain_reason:
+        parts.append(f"*Why no answer: {answer.abstain_reason}*")
+    if answer.citations:
+        cited = " · ".join(f"[[{c.n}]](#{anchor(turn, c.n)}) {c.title}" for c in unique_by_n(answer.citations))
+        parts.append(f"<sub>Sources: {cited}</sub>")
+    return "\n\n".join(parts)
+
+
+def error_markdown(message: str) -> str:
+    """A chat message for a failure the user should know about."""
+    return f"⚠️ **Sorry, that failed.** {message}"
+
+
+def unique_by_n(citations: Sequence[Citation]) -> list[Citation]:
+    """One citation per marker number, in marker order."""
+    seen: dict[int, Citation] = {}
+    for citation in citations:
+        seen.setdefault(citation.n, citation)
+    return [seen[n] for n in sorted(seen)]
+
+
+def highlighted(text: str, start: int, end: int, *, window: int) -> str:
+    """HTML of text around [start:end] with that span in <mark>; elided ends are shown as …."""
+    left, right = max(0, start - window), min(len(text), end + window)
+    before = ("…" if left else "") + escape(text[left:start])
+    after = escape(text[end:right]) + ("…" if right < len(text) else "")
+    return f"{before}<mark>{escape(text[start:end])}</mark>{after}"
+
+
+def citation_meta(citation: Citation, document: Document | None) -> str:
+    """Title · page · date, as plain text."""
+    bits = [citation.title or citation.source]
+    if citation.page is not None:
+        bits.append(f"p. {citation.page}")
+    if document is not None and document.metadata.get("date"):
+        bits.append(document.metadata["date"])
+    return " · ".join(bits)
+
+
+def citation_html(citation: Citation, turn: int, document: Document | None, *, is_open: bool) -> str:
+    """One entry of the Sources panel: the quote in its context, and the whole document on demand."""
+    meta = escape(citation_meta(citation, document))
+    flag = "" if citation.is_supported else '<span class="unsupported">not verified</span>'
+    is_in_place = document is not None and document.text[citation.start : citation.end] == citation.quote
+    if is_in_place:
+        assert document is not None
+        context = highlighted(document.text, citation.start, citation.end, window=CONTEXT_CHARS)
+        full = highlighted(document.text, citation.start, citation.end, window=DOC_WINDOW_CHARS)
+        reader = (
+            f'<details class="doc"><summary>Read the whole document ({len(document.text):,} characters)</summary>'
+            f'<div class="doc-text">{full}</div></details>'
+        )
+    else:  # the document text is not on this machine (another client's ingest): show the quote alone
+        context, reader = f"<mark>{escape(citation.quote)}</mark>", ""
+    return (
+        f'<details class="cite" id="{anchor(turn, citation.n)}"{" open" if is_open else ""}>'
+        f'<summary><span class="n">[{citation.n}]</span> {meta} {flag}</summary>'
+        f'<div class="context">{context}</div>'
+        f'<div class="where">{escape(citation.source)} · characters {citation.start}–{citation.end}</div>'
+        f"{reader}</details>"
+    )
+
+
+def turn_sources_html(question: str, answer: Answer, turn: int, lookup: Callable[[str], Document | None]) -> str:
+    """The Sources panel section for one question and its answer."""
+    if answer.abstained:
+        reason = escape(answer.abstain_reason or "the documents do not contain an answer")
+        body = f'<div class="abstain"><b>No answer.</b> {reason}</div>'
+    elif not answer.citations:
+        body = '<div class="empty">This answer cites no sources.</div>'
+    else:
+        body = "".join(
+            citation_html(c, turn, lookup(c.source), is_open=i == 0)
+            for i, c in enumerate(unique_by_n(answer.citations))
+        )
+    notice = f'<div class="notice">⚠️ {escape(answer.notice)}</div>' if answer.notice else ""
+    return f'<div class="q">Q{turn}: {escape(question)}</div>{notice}{body}'
+
+
+def sources_html(turns: Sequence[tuple[str, Answer | None]], lookup: Callable[[str], Document | None]) -> str:
+    """The Sources panel: the latest answer's sources, then earlier turns folded away (failed turns have none)."""
+    answered = [(turn, q, a) for turn, (q, a) in enumerate(turns, start=1) if a is not None]
+    if not answered:
+        return '<div class="sources empty">Sources of each answer appear here, with the quoted words highlighted.</div>'
+    sections = []
+    for turn, question, answer in reversed(answered):
+        inner = turn_sources_html(question, answer, turn, lookup)
+        if turn == answered[-1][0]:
+            sections.append(f'<section class="turn latest">{inner}</section>')
+        else:
+            sections.append(
+                f'<details class="turn"><summary>Earlier: Q{turn}. {escape(question)}</summary>{inner}</details>'
+            )
+    return f'<div class="sources">{"".join(sections)}</div>'
+
+
+def fmt(value: float | int | None, digits: int = 3) -> str:
+    """A rank or score for a table cell; a dash when that retriever missed the chunk."""
+    if value is None:
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def inspector_html(question: str, answer: Answer) -> str:
+    """The Retrieval inspector for one answer: condensed query, per-retriever ranks and scores, what was cited."""
+    cited = {c.chunk_id for c in answer.citations}
+    rows = []
+    for cand in answer.candidates:
+        chunk = cand.chunk
+        snippet = chunk.text[:160] + ("…" if len(chunk.text) > 160 else "")
+        rows.append(
+            f'<tr class="{"cited" if chunk.id in cited else ""}">'
+            f"<td>{cand.fused_rank}</td><td>{fmt(cand.fused_score, 4)}</td>"
+            f"<td>{fmt(cand.bm25_rank)}</td><td>{fmt(cand.bm25_score, 2)}</td>"
+            f"<td>{fmt(cand.vector_rank)}</td><td>{fmt(cand.vector_score)}</td>"
+            f"<td>{'✔' if chunk.id in cited else ''}</td>"
+            f"<td><b>{escape(chunk.title)}</b>{f' p. {chunk.page}' if chunk.page else ''}<br>"
+            f'<span class="snippet">{escape(snippet)}</span></td></tr>'
+        )
+    table = (
+        '<table class="inspector"><thead><tr><th>fused rank</th><th>fused score</th><th>BM25 rank</th>'
+        "<th>BM25 score</th><th>vector rank</th><th>cosine</th><th>cited</th><th>chunk</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<div class="empty">No candidates were retrieved.</div>'
+    )
+    timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in answer.timings_ms.items())
+    return (
+        f'<div class="inspect"><div><b>Question:</b> {escape(question)}</div>'
+        f"<div><b>Condensed query:</b> "
+        f'<code class="condensed">{escape(answer.condensed_query or question)}</code></div>'
+        f"<div><b>Mode:</b> {escape(answer.mode)}{f' · <b>Timings:</b> {escape(timings)}' if timings else ''}</div>"
+        f"{table}</div>"
+    )
+
+
+def documents_html(infos: Sequence[DocumentInfo]) -> str:
+    """The Documents tab's table of what is in the index."""
+    if not infos:
+        return '<div class="empty">The index is empty. Upload documents below.</div>'
+    rows = "".join(
+        f"<tr><td>{escape(d.title)}</td><td><code>{escape(d.source)}</code></td><td>{d.chunks}</td>"
+        f"<td>{escape(d.metadata.get('date', ''))}</td><td>{escape(d.ingested_at)}</td></tr>"
+        for d in infos
+    )
+    total = sum(d.chunks for d in infos)
+    return (
+        '<table class="documents"><thead><tr><th>title</th><th>source</th><th>chunks</th><th>date</th>'
+        f"<th>ingested at (UTC)</th></tr></thead><tbody>{rows}</tbody></table>"
+        f'<div class="total">{len(infos)} documents, {total} chunks</div>'
+    )
+
+
+def document_html(document: Document | None) -> str:
+    """The Documents tab's reader: one document's whole cleaned text."""
+    if document is None:
+        return '<div class="empty">Pick a document to read it.</div>'
+    date = document.metadata.get("date")
+    return (
+        f'<div class="reader"><h3>{escape(document.title)}</h3>'
+        f'<div class="where">{escape(document.source)}{f" · {escape(date)}" if date else ""}'
+        f" · {len(document.text):,} characters</div>"
+        f'<div class="doc-text">{escape(document.text)}</div></div>'
+    )
+
+
+def mode_badge(mode: str, model: str | None) -> str:
+    """The header badge naming how answers are made."""
+    if mode == "llm":
+        return f'<span class="badge llm">LLM: {escape(model or "unnamed model")}</span>'
+    return '<span class="badge extractive">Extractive (no LLM)</span>'
