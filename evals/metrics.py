@@ -1,0 +1,170 @@
+"""Scoring: SQuAD-style normalisation and F1, retrieval hits and ranks, and the aggregate metrics."""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from evals.dataset import QAItem
+
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+CITATION_MARKER = re.compile(r"\[\d+\]")
+METRIC_KEYS = (
+    "recall@1",
+    "recall@5",
+    "recall@10",
+    "mrr@10",
+    "answer_accuracy",
+    "answer_f1",
+    "citation_validity",
+    "citation_support",
+    "abstention_recall",
+    "false_abstention_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "n",
+)
+ANSWER_KEYS = METRIC_KEYS[4:10]
+"""The metrics that need answers, not just rankings."""
+RANK_DEPTH = 20
+"""How deep every ranking is read, so recall@k curves run to k = 20 whatever k the answer step uses."""
+
+
+def _is_punctuation(char: str) -> bool:
+    # SQuAD's script strips ASCII punctuation only; curly quotes and dashes in news text must go too.
+    return char in string.punctuation or unicodedata.category(char).startswith("P")
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, punctuation and articles out, whitespace folded: the SQuAD evaluation script's rule.
+
+    One difference: punctuation becomes a space rather than nothing, so "United Nations-backed" contains
+    "United Nations" and "officers.Kenya" stays two words.
+    """
+    text = "".join(" " if _is_punctuation(ch) else ch for ch in text.lower())
+    return " ".join(ARTICLES.sub(" ", text).split())
+
+
+def contains_phrase(haystack: str, needle: str) -> bool:
+    """True when the normalised needle occurs in the normalised haystack on word boundaries."""
+    return bool(needle) and f" {needle} " in f" {haystack} "
+
+
+def contains_answer(text: str, answers: Sequence[str]) -> bool:
+    """True when text contains any gold answer, after normalisation ("270" does not match "2700")."""
+    norm = normalize_answer(text)
+    return any(contains_phrase(norm, normalize_answer(a)) for a in answers)
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1 between a prediction and one gold answer."""
+    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_f1(prediction: str, answers: Sequence[str]) -> float:
+    """The best token F1 over the gold answers; [n] citation markers are not words of the answer."""
+    prediction = CITATION_MARKER.sub(" ", prediction)
+    return max((token_f1(prediction, a) for a in answers), default=0.0)
+
+
+def is_hit(chunk_text: str, item: QAItem) -> bool:
+    """Whether a retrieved chunk counts as finding the question's evidence.
+
+    A chunk is a hit when it contains an evidence string. Evidence longer than a chunk (a SQuAD paragraph split
+    in two) can't be contained whole, so a chunk that lies inside an evidence string and contains a gold answer
+    is a hit too. Without evidence, a chunk that contains a gold answer is a hit.
+    """
+    text = normalize_answer(chunk_text)
+    if not item.evidence:
+        return contains_answer(chunk_text, item.answers)
+    evidence = [normalize_answer(e) for e in item.evidence]
+    if any(contains_phrase(text, e) for e in evidence):
+        return True
+    return any(contains_phrase(e, text) for e in evidence) and contains_answer(chunk_text, item.answers)
+
+
+def first_hit_rank(chunk_texts: Sequence[str], item: QAItem) -> int | None:
+    """The 1-based rank of the first hit in a ranking, or None when nothing in it is a hit."""
+    return next((rank for rank, text in enumerate(chunk_texts, start=1) if is_hit(text, item)), None)
+
+
+def recall_at(ranks: Sequence[int | None], k: int) -> float | None:
+    """Share of questions whose first hit is in the top k (None for no questions)."""
+    return sum(r is not None and r <= k for r in ranks) / len(ranks) if ranks else None
+
+
+def mrr_at(ranks: Sequence[int | None], k: int) -> float | None:
+    """Mean reciprocal rank of the first hit, counting hits below k as zero."""
+    return sum(1 / r for r in ranks if r is not None and r <= k) / len(ranks) if ranks else None
+
+
+def share(flags: Sequence[bool]) -> float | None:
+    """The fraction of true flags, or None when there are none to count."""
+    return sum(flags) / len(flags) if flags else None
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The mean, or None for no values."""
+    return sum(values) / len(values) if values else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation), or None for no values."""
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_answers: bool) -> dict[str, Any]:
+    """The metrics object for one retriever over per-question results (see evals.runner.score_question).
+
+    Rows without answers (a retriever the assistant does not answer with) get None for the answer metrics,
+    and their latency is that retriever's retrieval time instead of the whole `ask`.
+    """
+    answerable = [q for q in per_question if q["answerable"]]
+    unanswerable = [q for q in per_question if not q["answerable"]]
+    ranks = [q["hit_rank"][retriever] for q in answerable]
+    metrics: dict[str, Any] = {
+        "recall@1": recall_at(ranks, 1),
+        "recall@5": recall_at(ranks, 5),
+        "recall@10": recall_at(ranks, 10),
+        "mrr@10": mrr_at(ranks, 10),
+    }
+    if with_answers:
+        answered = [q for q in answerable if not q["abstained"]]
+        citations = sum(q["citations"] for q in per_question)
+        latencies = [q["latency_ms"] for q in per_question]
+        metrics |= {
+            "answer_accuracy": share([q["correct"] for q in answerable]),
+            "answer_f1": mean([q["f1"] for q in answerable]),
+            "citation_validity": sum(q["valid_citations"] for q in per_question) / citations if citations else None,
+            "citation_support": share([q["supported"] for q in answered]),
+            "abstention_recall": share([q["abstained"] for q in unanswerable]),
+            "false_abstention_rate": share([q["abstained"] for q in answerable]),
+        }
+    else:
+        latencies = [q["retrieve_ms"][retriever] for q in per_question]
+        metrics |= dict.fromkeys(ANSWER_KEYS)
+    metrics |= {
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "n": len(per_question),
+    }
+    return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def recall_curve(per_question: Sequence[dict[str, Any]], retriever: str, depth: int = RANK_DEPTH) -> list[float]:
+    """recall@k for k = 1..depth over the answerable questions."""
+    ranks = [q["hit_rank"][retriever] for q in per_question if q["answerable"]]
+    return [recall_at(ranks, k) or 0.0 for k in range(1, depth + 1)]

@@ -1,0 +1,171 @@
+"""Reports of an eval run: a Markdown table, metrics.json, and matplotlib plots (recall@k, latency)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evals.metrics import METRIC_KEYS, RANK_DEPTH, percentile, recall_curve
+from evals.runner import EvalRun
+
+WORST_FAILURES = 10
+
+
+def format_value(value: Any) -> str:
+    """A metric as a table cell: ratios with 3 decimals, milliseconds with 1, missing as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}" if value <= 1.0 else f"{value:.1f}"
+
+
+def metrics_table(run: EvalRun) -> str:
+    """One Markdown row per retriever, one column per metric."""
+    rows = ["| retriever | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
+    for name in run.retrievers:
+        metrics = run.metrics(name)
+        rows.append(f"| {name} | " + " | ".join(format_value(metrics[key]) for key in METRIC_KEYS) + " |")
+    return "\n".join(rows)
+
+
+def text_table(run: EvalRun) -> str:
+    """The metrics for the terminal: one row per metric, one column per retriever."""
+    columns = {name: run.metrics(name) for name in run.retrievers}
+    width = max(len(name) for name in columns) + 2
+    lines = ["metric".ljust(24) + "".join(name.rjust(width) for name in columns)]
+    for key in METRIC_KEYS:
+        lines.append(key.ljust(24) + "".join(format_value(m[key]).rjust(width) for m in columns.values()))
+    return "\n".join(lines)
+
+
+def failures(run: EvalRun) -> list[dict[str, Any]]:
+    """Wrong answers, false abstentions and answered unanswerables, the worst (lowest F1, missed evidence) first."""
+    primary = run.config["retriever"]
+    wrong = [
+        q
+        for q in run.per_question
+        if (q["answerable"] and not q["correct"]) or (not q["answerable"] and not q["abstained"])
+    ]
+    # An unanswerable question answered anyway, then answerable misses ranked by how far off the answer was.
+    return sorted(
+        wrong, key=lambda q: (q["answerable"], q["f1"] or 0.0, -(q["hit_rank"].get(primary) or RANK_DEPTH + 1))
+    )[:WORST_FAILURES]
+
+
+def cell(text: str, limit: int = 220) -> str:
+    """Text made safe for one Markdown table cell."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failures_table(run: EvalRun) -> str:
+    """The worst failures with question, expected and got."""
+    worst = failures(run)
+    if not worst:
+        return "No failures."
+    primary = run.config["retriever"]
+    rows = ["| id | question | expected | got | hit rank |", "|---|---|---|---|---|"]
+    for q in worst:
+        question = q["question"] if not q["history"] else f"(after: {q['history'][-1][0]}) {q['question']}"
+        expected = " / ".join(q["expected"]) if q["answerable"] else "(abstain)"
+        got = "(abstained)" if q["abstained"] else q["got"]
+        rank = q["hit_rank"].get(primary)
+        rows.append(
+            f"| {q['id']} | {cell(question)} | {cell(expected)} | {cell(got)} | {rank if rank is not None else '—'} |"
+        )
+    return "\n".join(rows)
+
+
+def render_markdown(run: EvalRun, *, plots: list[str]) -> str:
+    """The whole report.md."""
+    config = "\n".join(f"- {key}: `{value}`" for key, value in run.config.items())
+    images = "\n".join(f"![{Path(p).stem}]({p})" for p in plots)
+    return f"""# Evaluation report
+
+## Metrics
+
+{metrics_table(run)}
+
+Answer metrics come from `Assistant.ask` (retrieval: {run.config["answers_from"]}); rows without them rank only.
+Their latency is that retriever's ranking time, the answer row's is the whole `ask`.
+
+## Config
+
+{config}
+
+## Worst failures
+
+{failures_table(run)}
+
+## Plots
+
+{images}
+"""
+
+
+def plot_recall(run: EvalRun, path: Path) -> None:
+    """recall@k for k = 1..RANK_DEPTH, one line per retriever."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = list(range(1, RANK_DEPTH + 1))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    # Distinct markers and dashes: equal curves (hybrid and bm25 on a small corpus) must not hide each other.
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":")]
+    for i, name in enumerate(run.retrievers):
+        curve = recall_curve(run.per_question, name)
+        marker, dashes = styles[i % len(styles)]
+        label = f"{name} (r@5 {curve[4]:.2f})"
+        ax.plot(ks, curve, marker=marker, linestyle=dashes, markersize=4, alpha=0.85, label=label)
+    answerable = sum(q["answerable"] for q in run.per_question)
+    ax.set(
+        xlabel="k (chunks retrieved)",
+        ylabel="recall@k",
+        title=f"recall@k on {run.config.get('dataset', 'dataset')} ({answerable} answerable questions)",
+        xticks=ks,
+        ylim=(0, 1.02),
+        xlim=(1, RANK_DEPTH),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_latency(run: EvalRun, path: Path) -> None:
+    """Histogram of per-question `ask` latency, with p50 and p95 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latencies = [q["latency_ms"] for q in run.per_question]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.hist(latencies, bins=min(30, max(5, len(latencies) // 3)), color="#4C72B0", alpha=0.85)
+    for q, style in ((50, "--"), (95, ":")):
+        value = percentile(latencies, q) or 0.0
+        ax.axvline(value, color="black", linestyle=style, label=f"p{q} {value:.0f} ms")
+    ax.set(
+        xlabel="ask latency (ms)",
+        ylabel="questions",
+        title=f"ask latency, {run.config['mode']} answers ({len(latencies)} questions)",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(run: EvalRun, out: Path) -> list[Path]:
+    """Write report.md, metrics.json and the PNG plots into out; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    plot_recall(run, out / "recall_at_k.png")
+    plot_latency(run, out / "latency.png")
+    (out / "metrics.json").write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(run, plots=["recall_at_k.png", "latency.png"]), encoding="utf-8")
+    return [out / name for name in ("report.md", "metrics.json", "recall_at_k.png", "latency.png")]

@@ -1,0 +1,194 @@
+"""Run a dataset through the assistant: one `ask` per question, plus a deep ranking from each retriever."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evals.dataset import Paragraph, QAItem, load_jsonl, load_squad2
+from evals.metrics import RANK_DEPTH, best_f1, contains_answer, first_hit_rank, is_hit, summarize
+from evals.squad import SQUAD_COLLECTION, ensure_indexed
+from rag.types import IndexNotFound, RagError
+
+if TYPE_CHECKING:
+    from rag.assistant import Assistant
+    from rag.types import Answer, Chunk
+
+RETRIEVERS = ("hybrid", "bm25", "vector", "langchain-ensemble")
+ANSWER_RETRIEVER = "hybrid"
+"""The retrieval `Assistant.ask` answers with; answer metrics belong to this retriever's row."""
+
+Search = Callable[[str], Sequence["Chunk"]]
+Progress = Callable[[int, int], None]
+FORMATS = ("jsonl", "squad2")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated questions, plus the documents to index first when the dataset brings its own (SQuAD)."""
+
+    name: str
+    format: str
+    items: list[QAItem]
+    paragraphs: list[Paragraph] | None = None
+    default_collection: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def load_dataset(path: Path, *, fmt: str = "jsonl", sample: int | None = None, seed: int = 0) -> Dataset:
+    """Read and validate a whole dataset before any work starts; DatasetError says what is wrong where."""
+    if fmt not in FORMATS:
+        raise RagError(f"unknown dataset format '{fmt}' (choose from: {', '.join(FORMATS)})")
+    if sample is not None and sample < 1:
+        raise RagError("--sample must be at least 1")
+    if fmt == "squad2":
+        paragraphs, items = load_squad2(path, sample=sample, seed=seed)
+        details = {"format": fmt, "sample": len(items), "seed": seed, "paragraphs": len(paragraphs)}
+        return Dataset(path.name, fmt, items, paragraphs, SQUAD_COLLECTION, details)
+    items = load_jsonl(path)
+    if sample is not None and sample < len(items):
+        items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), sample))]
+    return Dataset(path.name, fmt, items, details={"format": fmt})
+
+
+def prepare_collection(dataset: Dataset, assistant: Assistant, *, progress: Progress | None = None) -> None:
+    """Index the dataset's own documents (idempotent), and refuse to run against an empty collection."""
+    if dataset.paragraphs is not None:
+        ensure_indexed(dataset.paragraphs, settings=assistant.settings, store=assistant.store, progress=progress)
+    if assistant.store.count() == 0:
+        raise IndexNotFound(assistant.settings.chroma_url or assistant.settings.home, assistant.settings.collection)
+
+
+def make_searchers(assistant: Assistant, retrievers: Sequence[str]) -> dict[str, Search]:
+    """A ranking function per retriever name, each returning RANK_DEPTH chunks best first."""
+    searchers: dict[str, Search] = {}
+    for name in retrievers:
+        if name == "langchain-ensemble":
+            from evals.baseline import EnsembleBaseline
+
+            searchers[name] = EnsembleBaseline(assistant, depth=RANK_DEPTH).search
+        else:
+            searchers[name] = _assistant_search(assistant, name)
+    return searchers
+
+
+def _assistant_search(assistant: Assistant, method: str) -> Search:
+    def search(query: str) -> list[Chunk]:
+        return [c.chunk for c in assistant.retrieve(query, k=RANK_DEPTH, method=method)]  # type: ignore[arg-type]
+
+    return search
+
+
+def check_citations(assistant: Assistant, answer: Answer) -> tuple[int, list[Chunk]]:
+    """How many citations quote their cited chunk verbatim at the cited offsets, and the cited chunks."""
+    chunks = {c.id: c for c in assistant.store.get_chunks(list(dict.fromkeys(c.chunk_id for c in answer.citations)))}
+    valid = 0
+    for citation in answer.citations:
+        chunk = chunks.get(citation.chunk_id)
+        if chunk is None or not chunk.start <= citation.start <= citation.end <= chunk.end:
+            continue
+        valid += chunk.text[citation.start - chunk.start : citation.end - chunk.start] == citation.quote
+    return valid, list(chunks.values())
+
+
+def score_question(assistant: Assistant, item: QAItem, searchers: dict[str, Search]) -> dict[str, Any]:
+    """Ask one question, rank with every retriever, and record what the metrics need."""
+    started = time.perf_counter()
+    answer = assistant.ask(item.question, history=list(item.history))
+    latency_ms = (time.perf_counter() - started) * 1000
+    # Follow-ups are ranked with the assistant's condensed query, so every retriever sees the same query.
+    query = answer.condensed_query or item.question
+    hit_rank: dict[str, int | None] = {}
+    retrieve_ms: dict[str, float] = {}
+    for name, search in searchers.items():
+        started = time.perf_counter()
+        ranking = search(query)
+        retrieve_ms[name] = round((time.perf_counter() - started) * 1000, 2)
+        hit_rank[name] = first_hit_rank([c.text for c in ranking], item) if item.answerable else None
+    valid, cited = check_citations(assistant, answer)
+    answered = not answer.abstained
+    supported = answered and any(is_hit(c.text, item) or contains_answer(c.text, item.answers) for c in cited)
+    return {
+        "id": item.id,
+        "question": item.question,
+        "history": [list(turn) for turn in item.history],
+        "answerable": item.answerable,
+        "expected": list(item.answers),
+        "got": answer.text,
+        "abstained": answer.abstained,
+        "abstain_reason": answer.abstain_reason,
+        "correct": (answered and contains_answer(answer.text, item.answers)) if item.answerable else None,
+        "f1": (best_f1(answer.text, item.answers) if answered else 0.0) if item.answerable else None,
+        "citations": len(answer.citations),
+        "valid_citations": valid,
+        "supported": supported if item.answerable and answered else None,
+        "hit_rank": hit_rank,
+        "latency_ms": round(latency_ms, 2),
+        "retrieve_ms": retrieve_ms,
+        "condensed_query": query,
+    }
+
+
+@dataclass
+class EvalRun:
+    """Per-question results of one run, and how it was configured."""
+
+    config: dict[str, Any]
+    per_question: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def retrievers(self) -> list[str]:
+        """Every retriever ranked in this run, the primary one first."""
+        return list(self.config["retrievers"])
+
+    def metrics(self, retriever: str | None = None) -> dict[str, Any]:
+        """The metrics object for one retriever (default: the primary one)."""
+        retriever = retriever or self.config["retriever"]
+        # The primary row always carries the answers: they are what the user of this run gets.
+        with_answers = retriever == self.config["retriever"] or retriever == ANSWER_RETRIEVER
+        return summarize(self.per_question, retriever, with_answers=with_answers)
+
+    def to_json(self) -> dict[str, Any]:
+        """`rag eval --json`: the metrics, per_question and config, plus `compare` when several retrievers ran."""
+        out = {**self.metrics(), "per_question": self.per_question, "config": self.config}
+        if len(self.retrievers) > 1:
+            out["compare"] = {name: self.metrics(name) for name in self.retrievers}
+        return out
+
+
+def evaluate(
+    assistant: Assistant,
+    items: Sequence[QAItem],
+    *,
+    retrievers: Sequence[str],
+    config: dict[str, Any],
+    progress: Progress | None = None,
+) -> EvalRun:
+    """Run every question; `retrievers[0]` is the primary retriever whose metrics head the report."""
+    searchers = make_searchers(assistant, retrievers)
+    run = EvalRun(
+        config={
+            **config,
+            "retriever": retrievers[0],
+            "retrievers": list(retrievers),
+            "answers_from": ANSWER_RETRIEVER,
+            "rank_depth": RANK_DEPTH,
+            "mode": assistant.answer_mode,
+            "k": assistant.settings.k,
+            "collection": assistant.settings.collection,
+            "embedding_model": assistant.embeddings.name,
+        }
+    )
+    # One untimed warm-up, so model loading and index building don't land in the first question's latency.
+    assistant.ask(items[0].question)
+    for search in searchers.values():
+        search(items[0].question)
+    for done, item in enumerate(items, start=1):
+        run.per_question.append(score_question(assistant, item, searchers))
+        if progress is not None:
+            progress(done, len(items))
+    return run

@@ -1,0 +1,44 @@
+"""Index SQuAD paragraphs as documents, once: a second run finds them unchanged and embeds nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evals.dataset import Paragraph
+
+if TYPE_CHECKING:
+    from ingest.index import Progress
+    from rag.settings import Settings
+    from rag.store import Store
+    from rag.types import IngestReport
+
+SQUAD_COLLECTION = "squad2-dev"
+
+
+def paragraph_folder(settings: Settings) -> Path:
+    """Where the paragraph files for the settings' collection are cached, inside RAG_HOME."""
+    return settings.home / "evals" / settings.collection
+
+
+def write_paragraphs(paragraphs: Sequence[Paragraph], folder: Path) -> None:
+    """One small text file per paragraph, with the article title as front matter; unchanged files are kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for para in paragraphs:
+        # Titles never hold newlines; a colon is fine because front matter splits on the first one.
+        content = f"---\ntitle: {para.title}\n---\n{para.text}\n"
+        path = folder / para.file_name
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+
+
+def ensure_indexed(
+    paragraphs: Sequence[Paragraph], *, settings: Settings, store: Store, progress: Progress | None = None
+) -> IngestReport:
+    """Write and ingest the paragraphs into the settings' collection; the record manager skips what is there."""
+    from ingest import ingest_paths
+
+    folder = paragraph_folder(settings)
+    write_paragraphs(paragraphs, folder)
+    return ingest_paths([folder], settings=settings, store=store, prune=True, progress=progress)

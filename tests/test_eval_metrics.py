@@ -1,0 +1,148 @@
+"""Scoring rules on hand-made values: normalisation, F1, hits, recall and MRR, and the aggregate metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from evals.dataset import QAItem
+from evals.gates import gate_failures
+from evals.metrics import (
+    METRIC_KEYS,
+    best_f1,
+    contains_answer,
+    first_hit_rank,
+    is_hit,
+    mrr_at,
+    normalize_answer,
+    recall_at,
+    recall_curve,
+    summarize,
+    token_f1,
+)
+
+
+def item(answers=("270",), evidence=(), answerable=True) -> QAItem:
+    return QAItem(id="q", question="How many?", answers=tuple(answers), answerable=answerable, evidence=tuple(evidence))
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("The  Jomo Kenyatta\nAirport!", "jomo kenyatta airport"),
+        ("an apple, a pear", "apple pear"),
+        ("over $300 million.", "over 300 million"),
+        ("the mission’s efforts", "mission s efforts"),
+        ("United Nations-backed", "united nations backed"),
+        ("Theatre and anthem", "theatre and anthem"),  # articles only as whole words
+        ("", ""),
+    ],
+)
+def test_normalize_answer(raw: str, normalised: str) -> None:
+    assert normalize_answer(raw) == normalised
+
+
+def test_token_f1_squad_examples() -> None:
+    assert token_f1("270 officers", "270") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert token_f1("The 270", "270") == 1.0
+    assert token_f1("four hundred", "400") == 0.0
+    assert token_f1("", "") == 1.0
+    assert token_f1("a", "270") == 0.0  # nothing left after normalisation on one side
+
+
+def test_best_f1_takes_the_best_gold_and_ignores_citation_markers() -> None:
+    assert best_f1("Friday night [1]", ["night", "Friday night"]) == 1.0
+    assert best_f1("anything", []) == 0.0
+
+
+def test_contains_answer_respects_word_boundaries() -> None:
+    assert contains_answer("Kenya deployed 270 additional officers.", ["270"])
+    assert not contains_answer("Kenya deployed 2700 officers.", ["270"])
+    assert contains_answer("the United Nations-backed mission", ["United Nations"])
+    assert not contains_answer("Kenya", ["   "])
+
+
+def test_hit_when_the_chunk_contains_an_evidence_string() -> None:
+    qa = item(answers=["June"], evidence=["an initial contingent of 400 officers sent by Kenya in June"])
+    assert is_hit("This latest deployment follows an initial contingent of 400 officers sent by Kenya in June, ...", qa)
+    assert not is_hit("Kenya sent officers in June.", qa)  # the answer alone is not the evidence
+
+
+def test_hit_for_a_chunk_inside_long_evidence_only_with_a_gold_answer() -> None:
+    paragraph = "Normandy is a region in France. It was named after the Norsemen. Rollo was its first ruler."
+    qa = item(answers=["Rollo"], evidence=[paragraph])
+    assert is_hit("It was named after the Norsemen. Rollo was its first ruler.", qa)  # tail of the paragraph
+    assert not is_hit("Normandy is a region in France.", qa)  # inside the paragraph, but no answer
+    assert not is_hit("Rollo was a Viking.", qa)  # the answer, but from another text
+
+
+def test_hit_without_evidence_uses_the_answers() -> None:
+    assert is_hit("It sent 270 officers.", item(answers=["270"]))
+    assert not is_hit("It sent officers.", item(answers=["270"]))
+
+
+def test_first_hit_rank_recall_and_mrr_on_hand_made_rankings() -> None:
+    qa = item(answers=["270"])
+    assert first_hit_rank(["no", "nothing", "270 officers"], qa) == 3
+    assert first_hit_rank(["no"], qa) is None
+    ranks = [1, 3, None, 12]
+    assert recall_at(ranks, 1) == 0.25
+    assert recall_at(ranks, 5) == 0.5
+    assert recall_at(ranks, 20) == 0.75
+    assert mrr_at(ranks, 10) == pytest.approx((1 + 1 / 3) / 4)
+    assert recall_at([], 5) is None
+
+
+def row(answerable: bool, **fields) -> dict:
+    base = {
+        "answerable": answerable,
+        "abstained": False,
+        "correct": True if answerable else None,
+        "f1": 1.0 if answerable else None,
+        "citations": 1,
+        "valid_citations": 1,
+        "supported": True if answerable else None,
+        "hit_rank": {"hybrid": 1 if answerable else None, "bm25": 2 if answerable else None},
+        "latency_ms": 100.0,
+        "retrieve_ms": {"hybrid": 5.0, "bm25": 1.0},
+    }
+    return base | fields
+
+
+def test_summarize_counts_each_metric_over_the_right_questions() -> None:
+    rows = [
+        row(True),
+        row(True, abstained=True, correct=False, f1=0.0, citations=0, valid_citations=0, supported=None),
+        row(True, correct=False, f1=0.5, valid_citations=0, supported=False, hit_rank={"hybrid": 7, "bm25": None}),
+        row(False, abstained=True, citations=0, valid_citations=0, latency_ms=300.0),
+        row(False, citations=2, valid_citations=2),
+    ]
+    m = summarize(rows, "hybrid", with_answers=True)
+    assert list(m) == list(METRIC_KEYS)
+    assert m["recall@1"] == pytest.approx(2 / 3)
+    assert m["recall@5"] == pytest.approx(2 / 3)
+    assert m["recall@10"] == 1.0
+    assert m["mrr@10"] == pytest.approx((1 + 1 + 1 / 7) / 3)
+    assert m["answer_accuracy"] == pytest.approx(1 / 3)
+    assert m["answer_f1"] == pytest.approx(0.5)
+    assert m["citation_validity"] == pytest.approx(3 / 4)
+    assert m["citation_support"] == pytest.approx(1 / 2)  # over answerable questions it answered
+    assert m["abstention_recall"] == 0.5
+    assert m["false_abstention_rate"] == pytest.approx(1 / 3)
+    assert m["latency_p50_ms"] == 100.0
+    assert m["n"] == 5
+
+
+def test_summarize_a_ranking_only_row_has_no_answer_metrics() -> None:
+    rows = [row(True), row(True, hit_rank={"hybrid": 1, "bm25": None}), row(False)]
+    m = summarize(rows, "bm25", with_answers=False)
+    assert m["recall@1"] == 0.0 and m["recall@5"] == 0.5 and m["mrr@10"] == 0.25
+    assert m["answer_accuracy"] is None and m["abstention_recall"] is None
+    assert m["latency_p50_ms"] == 1.0  # the retriever's own ranking time
+    assert recall_curve(rows, "bm25", depth=3) == [0.0, 0.5, 0.5]
+
+
+def test_gates_name_each_miss() -> None:
+    gates = {"recall@5": (">=", 0.9), "false_abstention_rate": ("<=", 0.1)}
+    assert gate_failures({"recall@5": 0.95, "false_abstention_rate": 0.05}, gates) == []
+    failed = gate_failures({"recall@5": 0.5, "false_abstention_rate": None}, gates)
+    assert failed == ["recall@5 = 0.5 (gate >= 0.9)", "false_abstention_rate = None (gate <= 0.1)"]
