@@ -41,17 +41,17 @@ def text_table(run: EvalRun) -> str:
 
 
 def failures(run: EvalRun) -> list[dict[str, Any]]:
-    """Wrong answers, false abstentions and answered unanswerables, the worst (lowest F1, missed evidence) first."""
+    """The worst failures: half wrong answers and false abstentions (lowest F1 first), half answered unanswerables."""
     primary = run.config["retriever"]
-    wrong = [
-        q
-        for q in run.per_question
-        if (q["answerable"] and not q["correct"]) or (not q["answerable"] and not q["abstained"])
-    ]
-    # An unanswerable question answered anyway, then answerable misses ranked by how far off the answer was.
-    return sorted(
-        wrong, key=lambda q: (q["answerable"], q["f1"] or 0.0, -(q["hit_rank"].get(primary) or RANK_DEPTH + 1))
-    )[:WORST_FAILURES]
+    missed = sorted(
+        (q for q in run.per_question if q["answerable"] and not q["correct"]),
+        key=lambda q: (q["f1"] or 0.0, -(q["hit_rank"].get(primary) or RANK_DEPTH + 1)),
+    )
+    answered = [q for q in run.per_question if not q["answerable"] and not q["abstained"]]
+    # Each kind gets half the rows, and the other kind takes any share one of them cannot fill.
+    half = WORST_FAILURES // 2
+    take_missed = max(half, WORST_FAILURES - len(answered))
+    return (missed[:take_missed] + answered)[:WORST_FAILURES]
 
 
 def cell(text: str, limit: int = 220) -> str:

@@ -146,3 +146,16 @@ def test_gates_name_each_miss() -> None:
     assert gate_failures({"recall@5": 0.95, "false_abstention_rate": 0.05}, gates) == []
     failed = gate_failures({"recall@5": 0.5, "false_abstention_rate": None}, gates)
     assert failed == ["recall@5 = 0.5 (gate >= 0.9)", "false_abstention_rate = None (gate <= 0.1)"]
+
+
+def test_worst_failures_mix_wrong_answers_and_answered_unanswerables() -> None:
+    from evals.report import WORST_FAILURES, failures
+    from evals.runner import EvalRun
+
+    wrong = [row(True, id=f"w{i}", correct=False, f1=i / 10) for i in range(8)]
+    answered = [row(False, id=f"u{i}") for i in range(8)]
+    rows = [row(True, id="ok"), *wrong, *answered, row(False, id="abstained", abstained=True)]
+    worst = failures(EvalRun(config={"retriever": "hybrid"}, per_question=rows))
+    assert [q["id"] for q in worst] == ["w0", "w1", "w2", "w3", "w4", "u0", "u1", "u2", "u3", "u4"]
+    only_wrong = failures(EvalRun(config={"retriever": "hybrid"}, per_question=wrong))
+    assert len(only_wrong) == min(WORST_FAILURES, len(wrong))
