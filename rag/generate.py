@@ -432,11 +432,8 @@ def stream_llm_answer(
 
     def fallback(error: str | None, notice: str, debug: dict[str, Any] | None = None) -> FinalEvent:
         answer = assistant.answer_extractively(question, history=history, k=k, where=where)
-        return FinalEvent(
-            answer=answer.model_copy(
-                update={"llm_error": error, "notice": notice, "debug": {**answer.debug, **(debug or {})}}
-            )
-        )
+        debug = {**answer.debug, **(debug or {}), "llm_timings_ms": timings}
+        return FinalEvent(answer=answer.model_copy(update={"llm_error": error, "notice": notice, "debug": debug}))
 
     condensed = question
     if history:
