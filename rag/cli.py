@@ -286,10 +286,17 @@ class _progress_bar:  # noqa: N801 - used as a context manager, reads like one
     def __enter__(self):  # type: ignore[no-untyped-def]
         if not self.enabled:
             return None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # On stderr: stdout carries the result (JSON included), which a bar must never mix into.
         self._bar = Progress(
-            TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            TextColumn(self.label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            console=Console(stderr=True),
         )
         self._bar.start()
         self._task = self._bar.add_task("chunks", total=None)
