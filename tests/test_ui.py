@@ -160,7 +160,7 @@ def test_answer_markdown_shows_notice_and_abstain_reason() -> None:
         notice="The LLM was unreachable; this answer was extracted.",
     )
     markdown = render.answer_markdown(answer, turn=1)
-    assert markdown.startswith("> ⚠️ The LLM was unreachable")
+    assert markdown.startswith("> **Note:** The LLM was unreachable")
     assert "best evidence 0.12 < threshold 0.42" in markdown
 
 

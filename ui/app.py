@@ -15,6 +15,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 
 from rag.assistant import Assistant
+from rag.llm import model_name
 from rag.settings import AnswerMode
 from rag.types import Answer, FinalEvent, RagError, TokenEvent
 from ui import render
@@ -95,15 +96,14 @@ class ChatApp:
     def badge(self, mode: str) -> str:
         """The mode badge for a mode choice ('auto' resolves as the settings do)."""
         effective = self.assistant.answer_mode if mode == "auto" else mode
-        model = self.settings.llm_model or (self.settings.llm_gguf.name if self.settings.llm_gguf else None)
-        return render.mode_badge(effective, model)
+        return render.mode_badge(effective, model_name(self.settings) if self.settings.is_llm_configured else None)
 
     def refresh_documents(self) -> tuple[str, Any, str]:
         """The documents table, the picker's choices and the header count, read fresh from the store."""
         try:
             infos = self.assistant.documents()
         except RagError as exc:
-            message = f'<div class="error">⚠️ {render.escape(str(exc))}</div>'
+            message = render.status_html(str(exc), kind="error")
             return message, gr.update(choices=[], value=None), message
         choices = [(f"{d.title} ({Path(d.source).name})", d.source) for d in infos]
         count = f"{len(infos)} documents · {sum(d.chunks for d in infos)} chunks"
@@ -191,7 +191,7 @@ class ChatApp:
         progress = progress or gr.Progress()
         paths = [Path(f) for f in files or []]
         if not paths:
-            return (gr.skip(), *self.refresh_documents(), gr.update(value=None))
+            return (gr.skip(), *self.refresh_documents(), None)
 
         def step(done: int, total: int) -> None:
             progress((done, total), desc="Embedding and indexing chunks", unit="chunks")
@@ -200,31 +200,21 @@ class ChatApp:
         try:
             report = ingest_uploads([(p, p.name) for p in paths], self.assistant, progress=step)
         except RagError as exc:
-            return (f"⚠️ Upload failed: {exc}", *self.refresh_documents(), gr.update(value=None))
-        icons = {"added": "✅", "updated": "🔄", "duplicate": "⏭️", "failed": "❌"}
-        lines = [
-            f"- {icons[o.status]} **{o.name}**: {o.status}{f' ({o.detail})' if o.detail else ''}"
-            for o in report.outcomes
-        ]
-        summary = (
-            f"{len(report.outcomes) - len(report.failed)} of {len(report.outcomes)} file(s) indexed or already present"
-        )
-        return (
-            f"{summary}; {report.chunks} chunks in the index.\n\n" + "\n".join(lines),
-            *self.refresh_documents(),
-            gr.update(value=None),
-        )
+            return (render.status_html(f"Upload failed: {exc}", kind="error"), *self.refresh_documents(), None)
+        rows = [(o.name, o.status, o.detail) for o in report.outcomes]
+        return (render.upload_report_html(rows, chunks=report.chunks), *self.refresh_documents(), None)
 
     def delete(self, source: str | None) -> tuple[Any, ...]:
         """Delete the picked document from the index."""
         if not source:
-            return ("Pick a document to delete first.", *self.refresh_documents(), render.document_html(None))
+            message = render.status_html("Pick a document to delete first.", kind="error")
+            return (message, *self.refresh_documents(), render.document_html(None))
         try:
             removed = delete_document(source, self.assistant)
         except RagError as exc:
-            return (f"⚠️ Delete failed: {exc}", *self.refresh_documents(), gr.update())
+            return (render.status_html(f"Delete failed: {exc}", kind="error"), *self.refresh_documents(), gr.update())
         return (
-            f"🗑️ Deleted **{Path(source).name}** ({removed} chunks).",
+            render.status_html(f"Deleted {Path(source).name} ({removed} chunks).", kind="done"),
             *self.refresh_documents(),
             render.document_html(None),
         )
@@ -269,7 +259,9 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                             autofocus=True,
                         )
                         send = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
-                        new_chat = gr.Button("New chat", variant="secondary", scale=1, min_width=80, elem_id="new-chat")
+                        new_chat = gr.Button(
+                            "New chat", variant="secondary", scale=1, min_width=110, elem_id="new-chat"
+                        )
                     with gr.Accordion("Settings", open=False, elem_id="settings"):
                         k = gr.Slider(1, 20, value=settings.k, step=1, label="k: chunks handed to the answer step")
                         mode = gr.Radio(list(MODES), value=settings.mode, label="Answer mode", elem_id="mode")
@@ -284,7 +276,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     file_types=list(ALLOWED_SUFFIXES),
                     elem_id="upload",
                 )
-                upload_status = gr.Markdown(elem_id="upload-status")
+                upload_status = gr.HTML(elem_id="upload-status")
                 with gr.Row(equal_height=True):
                     picker = gr.Dropdown(label="Document", choices=[], scale=4, elem_id="doc-picker")
                     delete = gr.Button("Delete from index", variant="stop", scale=1, elem_id="delete")

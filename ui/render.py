@@ -34,7 +34,7 @@ def answer_markdown(answer: Answer, turn: int) -> str:
     """The chat message for an answer: linked markers, any notice, and why it abstained."""
     parts = []
     if answer.notice:
-        parts.append(f"> ⚠️ {answer.notice}")
+        parts.append(f"> **Note:** {answer.notice}")
     parts.append(link_markers(answer.text, turn, {c.n for c in answer.citations}))
     if answer.abstained and answer.abstain_reason:
         parts.append(f"*Why no answer: {answer.abstain_reason}*")
@@ -46,7 +46,7 @@ def answer_markdown(answer: Answer, turn: int) -> str:
 
 def error_markdown(message: str) -> str:
     """A chat message for a failure the user should know about."""
-    return f"⚠️ **Sorry, that failed.** {message}"
+    return f"**Sorry, that failed:** {message}"
 
 
 def unique_by_n(citations: Sequence[Citation]) -> list[Citation]:
@@ -111,7 +111,7 @@ def turn_sources_html(question: str, answer: Answer, turn: int, lookup: Callable
             citation_html(c, turn, lookup(c.source), is_open=i == 0)
             for i, c in enumerate(unique_by_n(answer.citations))
         )
-    notice = f'<div class="notice">⚠️ {escape(answer.notice)}</div>' if answer.notice else ""
+    notice = f'<div class="notice"><b>Note:</b> {escape(answer.notice)}</div>' if answer.notice else ""
     return f'<div class="q">Q{turn}: {escape(question)}</div>{notice}{body}'
 
 
@@ -151,7 +151,7 @@ def inspector_html(question: str, answer: Answer) -> str:
             f"<td>{cand.fused_rank}</td><td>{fmt(cand.fused_score, 4)}</td>"
             f"<td>{fmt(cand.bm25_rank)}</td><td>{fmt(cand.bm25_score, 2)}</td>"
             f"<td>{fmt(cand.vector_rank)}</td><td>{fmt(cand.vector_score)}</td>"
-            f"<td>{'✔' if chunk.id in cited else ''}</td>"
+            f"<td>{'yes' if chunk.id in cited else ''}</td>"
             f"<td><b>{escape(chunk.title)}</b>{f' p. {chunk.page}' if chunk.page else ''}<br>"
             f'<span class="snippet">{escape(snippet)}</span></td></tr>'
         )
@@ -178,7 +178,8 @@ def documents_html(infos: Sequence[DocumentInfo]) -> str:
         return '<div class="empty">The index is empty. Upload documents below.</div>'
     rows = "".join(
         f"<tr><td>{escape(d.title)}</td><td><code>{escape(d.source)}</code></td><td>{d.chunks}</td>"
-        f"<td>{escape(d.metadata.get('date', ''))}</td><td>{escape(d.ingested_at)}</td></tr>"
+        f'<td class="nowrap">{escape(d.metadata.get("date", ""))}</td>'
+        f'<td class="nowrap">{escape(d.ingested_at[:16].replace("T", " "))}</td></tr>'
         for d in infos
     )
     total = sum(d.chunks for d in infos)
@@ -202,8 +203,25 @@ def document_html(document: Document | None) -> str:
     )
 
 
+def status_html(message: str, *, kind: str) -> str:
+    """A one-line status ("done" or "error") under the upload box."""
+    return f'<div class="status {kind}">{escape(message)}</div>'
+
+
+def upload_report_html(rows: Sequence[tuple[str, str, str]], *, chunks: int) -> str:
+    """Each uploaded file's outcome (name, added/updated/duplicate/failed, detail), then the index size."""
+    items = "".join(
+        f'<tr><td><b>{escape(name)}</b></td><td><span class="pill {escape(status)}">{escape(status)}</span></td>'
+        f"<td>{escape(detail)}</td></tr>"
+        for name, status, detail in rows
+    )
+    failed = sum(1 for _, status, _ in rows if status == "failed")
+    summary = f"{len(rows) - failed} of {len(rows)} file(s) are in the index; {chunks} chunks in all."
+    return f'<table class="uploads"><tbody>{items}</tbody></table><div class="total">{summary}</div>'
+
+
 def mode_badge(mode: str, model: str | None) -> str:
     """The header badge naming how answers are made."""
     if mode == "llm":
-        return f'<span class="badge llm">LLM: {escape(model or "unnamed model")}</span>'
+        return f'<span class="badge llm">LLM: {escape(model or "not configured")}</span>'
     return '<span class="badge extractive">Extractive (no LLM)</span>'
