@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.chunk import chunk_document
 from ingest.clean import clean_document
@@ -88,6 +88,8 @@ def ingest_paths(
     report = IngestReport()
     texts = DocumentTexts(settings.home, settings.collection)
     ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
+    records = make_record_manager(settings)
+    recorded = recorded_keys(records)
     lc_docs: list[LCDocument] = []
     loaded: list[Document] = []
     for path in find_files(paths):
@@ -97,13 +99,19 @@ def ingest_paths(
             report.failed.append(IngestFailure(path=str(path), error=str(exc)))
             continue
         except Exception as exc:  # a parser bug on one file must not stop the others
-            log.exception("unexpected error reading path=%s", path)
+            log.debug("unexpected error reading path=%s", path, exc_info=True)
             report.failed.append(IngestFailure(path=str(path), error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
             continue
         loaded.append(doc)
+        if recorded.get(doc.source) == {c.id for c in chunks}:
+            # Exactly these chunks are indexed already: skip index(), whose per-chunk timestamp refresh
+            # costs more than everything else in an unchanged re-run.
+            report.unchanged += len(chunks)
+            continue
         lc_docs.extend(to_langchain(c, ingested_at) for c in chunks)
 
-    records = make_record_manager(settings)
+    if loaded:
+        texts.put_many(loaded)  # before indexing, so an interrupted run leaves texts for every committed chunk
     if lc_docs:
         # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
         # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
@@ -117,8 +125,8 @@ def ingest_paths(
             key_encoder=chunk_key,
         )
         report.added, report.updated = result["num_added"], result["num_updated"]
-        report.unchanged, report.deleted = result["num_skipped"], result["num_deleted"]
-        texts.put_many(loaded)
+        report.unchanged += result["num_skipped"]
+        report.deleted = result["num_deleted"]
     if prune:
         report.deleted += prune_missing(paths, settings=settings, store=store, records=records)
     if report.added or report.updated or report.deleted:
@@ -134,22 +142,28 @@ def refresh_bm25(store: Store) -> None:
         load_bm25(store)
 
 
-def indexed_sources(records: SQLRecordManager) -> list[str]:
-    """Every source with chunks recorded in this namespace."""
+def recorded_keys(records: SQLRecordManager) -> dict[str, set[str]]:
+    """The chunk keys recorded for each source in this namespace."""
     from langchain_classic.indexes._sql_record_manager import UpsertionRecord
     from sqlalchemy import select
 
-    # The record manager's public API lists keys, not groups, so ask its table directly.
-    query = select(UpsertionRecord.group_id).where(UpsertionRecord.namespace == records.namespace).distinct()
+    # The record manager's public API lists keys, not keys by group, so ask its table directly.
+    query: Any = select(UpsertionRecord.group_id, UpsertionRecord.key).where(
+        UpsertionRecord.namespace == records.namespace
+    )
+    by_source: dict[str, set[str]] = {}
     with records._make_session() as session:
-        return [row[0] for row in session.execute(query) if row[0]]
+        for source, key in session.execute(query):
+            if source:
+                by_source.setdefault(source, set()).add(key)
+    return by_source
 
 
 def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, records: SQLRecordManager) -> int:
     """Delete the chunks of files under `paths` that no longer exist; returns chunks deleted."""
     roots = [p.resolve() for p in paths]
     deleted = 0
-    for source in indexed_sources(records):
+    for source in recorded_keys(records):
         path = Path(source)
         if path.exists() or not any(path == root or root in path.parents for root in roots):
             continue

@@ -171,7 +171,7 @@ class Store:
         """The n nearest chunks with their cosine similarity."""
         with self._translate_errors():
             found = self.collection.query(
-                query_embeddings=[list(vector)],
+                query_embeddings=[list(vector)],  # type: ignore[arg-type]  # chromadb's stubs want numpy
                 n_results=n,
                 where=where,
                 include=["documents", "metadatas", "distances"],
@@ -240,14 +240,13 @@ class _StoreErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is None or self.url is None or isinstance(exc, RagError):
-            return False
+            return
         import httpx
 
         if isinstance(exc, httpx.TransportError | ConnectionError | OSError):
             raise StoreUnavailable(self.url, one_line(exc)) from exc
-        return False
 
 
 class DocumentTexts:

@@ -1,0 +1,147 @@
+"""Benchmark: ingest throughput on SQuAD 2.0 dev paragraphs against the raw model and LangChain's usual recipe.
+
+All three embed the very same chunk texts with the same all-MiniLM-L6-v2 weights, loaded before any clock starts:
+  - ingest: `ingest_paths` on the paragraph files (read, clean, chunk, embed, Chroma, record manager, BM25);
+  - raw: `SentenceTransformer.encode(texts, batch_size=64)`, the physical limit on this machine;
+  - LangChain: `Chroma.from_documents(docs, HuggingFaceEmbeddings(model_name=<local path>))`.
+Each runs REPEATS times, interleaved, and the fastest run counts: the CPU is shared, so the minimum is least noisy.
+Then 1,000 small files are re-ingested unchanged, with a model path that does not exist to prove no model is loaded.
+BENCH_INGEST_PARAGRAPHS=N limits the paragraphs (for a quick try while developing).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evals.dataset import load_squad2
+from evals.squad import write_paragraphs
+from ingest import ingest_paths
+from rag.embeddings import LocalEmbeddings, default_model_path
+from rag.settings import Settings
+from rag.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+SQUAD = REPO.parent / "shared" / "data" / "squad2-dev" / "dev-v2.0.json"
+REPEATS = 2
+SMALL_FILES = 1000
+TARGET_RAW_RATIO = 0.97
+TARGET_REINGEST_S = 2.0
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall seconds of one call, and its result."""
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def ingest_once(folder: Path, home: Path, embeddings: LocalEmbeddings) -> tuple[float, list[str]]:
+    """Seconds for a first ingest of folder into a new home, and the chunk texts it indexed."""
+    settings = Settings(home=home)
+    store = Store(settings, embeddings)
+    seconds, report = timed(lambda: ingest_paths([folder], settings=settings, store=store))
+    assert not report.failed and report.added == report.chunks, report
+    return seconds, [c.text for c in store.iter_chunks()]
+
+
+def langchain_once(texts: list[str], persist: Path, hf_embeddings: Any) -> float:
+    """Seconds for LangChain's usual recipe on the same texts, into a new persistent Chroma."""
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+
+    docs = [Document(page_content=t, metadata={"n": i}) for i, t in enumerate(texts)]
+    seconds, store = timed(
+        lambda: Chroma.from_documents(docs, hf_embeddings, collection_name="recipe", persist_directory=str(persist))
+    )
+    assert store._collection.count() == len(texts)  # LangChain's Chroma has no public count
+    return seconds
+
+
+def reingest_small_files(work: Path, embeddings: LocalEmbeddings) -> tuple[float, float]:
+    """(first ingest s, unchanged re-ingest s) for SMALL_FILES small files; the re-ingest must load no model."""
+    folder = work / "small"
+    for n in range(SMALL_FILES):
+        path = folder / f"{n // 100:02d}" / f"note-{n:04d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"Note {n}: the water board approved project {n * 7919 % 10007} on day {n % 28 + 1}.\n")
+    settings = Settings(home=work / "small-home")
+    first_s, first = timed(lambda: ingest_paths([folder], settings=settings, store=Store(settings, embeddings)))
+    assert first.added == SMALL_FILES, first
+    # A fresh process would have no model; a model path that does not exist fails loudly if anything loads one.
+    no_model = LocalEmbeddings(str(work / "no-such-model"))
+    again_s, again = timed(lambda: ingest_paths([folder], settings=settings, store=Store(settings, no_model)))
+    assert (again.added, again.updated, again.deleted, again.unchanged) == (0, 0, 0, SMALL_FILES), again
+    return first_s, again_s
+
+
+def run() -> str:
+    """Measure and return the Markdown section for BENCHMARKS.md."""
+    from langchain_community.embeddings import HuggingFaceEmbeddings
+
+    limit = int(os.environ.get("BENCH_INGEST_PARAGRAPHS", "0")) or None
+    paragraphs, _ = load_squad2(SQUAD, sample=0, seed=0)
+    paragraphs = paragraphs[:limit]
+    embeddings = LocalEmbeddings()
+    model = embeddings.model  # load before any clock starts, for every contender alike
+    hf = HuggingFaceEmbeddings(model_name=default_model_path(), model_kwargs={"device": "cpu"})
+    hf.embed_documents(["warm up"])
+    embeddings.embed_documents(["warm up"])
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        write_paragraphs(paragraphs, work / "squad")
+        best: dict[str, float] = {}
+        texts: list[str] = []
+        # New folders each time: Chroma caches one client per path in a process, so a path is never reused.
+        for repeat in range(REPEATS):
+            seconds, texts = ingest_once(work / "squad", work / f"home-{repeat}", embeddings)
+            best["ingest"] = min(best.get("ingest", seconds), seconds)
+            seconds, _ = timed(lambda texts=texts: model.encode(texts, batch_size=64, show_progress_bar=False))
+            best["raw"] = min(best.get("raw", seconds), seconds)
+            seconds = langchain_once(texts, work / f"recipe-{repeat}", hf)
+            best["langchain"] = min(best.get("langchain", seconds), seconds)
+        first_small_s, reingest_s = reingest_small_files(work, embeddings)
+
+    # Tokens the model actually reads: its tokenizer's count with special tokens, cut at max_seq_length.
+    tokens = sum(
+        min(len(ids), model.max_seq_length) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]
+    )
+    chunks = len(texts)
+    rate = {name: (chunks / s, tokens / s) for name, s in best.items()}
+    raw_ratio = rate["ingest"][1] / rate["raw"][1]
+    lc_ratio = rate["ingest"][1] / rate["langchain"][1]
+    rows = [
+        f"| {label} | {best[name]:.1f} | {rate[name][0]:.1f} | {rate[name][1]:,.0f} | "
+        f"{rate[name][1] / rate['raw'][1]:.3f} |"
+        for name, label in (
+            ("ingest", "`rag` ingest (`ingest_paths`)"),
+            ("raw", "raw `SentenceTransformer.encode`, batch 64"),
+            ("langchain", "LangChain `Chroma.from_documents` + `HuggingFaceEmbeddings`"),
+        )
+    ]
+    verdict = "met" if raw_ratio >= TARGET_RAW_RATIO and lc_ratio >= 1.0 else "MISSED"
+    reingest_verdict = "met" if reingest_s < TARGET_REINGEST_S else "MISSED"
+    return "\n".join(
+        [
+            "## ingest",
+            "",
+            f"{len(paragraphs)} SQuAD 2.0 dev paragraphs, one file each → {chunks} chunks, {tokens:,} tokens "
+            f"({tokens / chunks:.0f} per chunk, MiniLM tokenizer, cut at {model.max_seq_length}). "
+            f"Best of {REPEATS} interleaved runs each; model loaded beforehand for all three.",
+            "",
+            "| contender | seconds | chunks/s | tokens/s | ratio to raw |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"- Ingest vs raw model: **{raw_ratio:.3f}** (target ≥ {TARGET_RAW_RATIO}); "
+            f"vs LangChain recipe: **{lc_ratio:.3f}** (target ≥ 1.0): {verdict}.",
+            f"- {SMALL_FILES} small files: first ingest {first_small_s:.1f} s; unchanged re-ingest "
+            f"**{reingest_s:.2f} s** (target < {TARGET_REINGEST_S:.0f} s: {reingest_verdict}), "
+            "with a model path that does not exist, so no model was loaded.",
+        ]
+    )
