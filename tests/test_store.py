@@ -1,0 +1,117 @@
+"""rag.store against real Chroma, embedded and a `chroma run` server, with real MiniLM vectors."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+
+from rag.embeddings import LocalEmbeddings
+from rag.settings import Settings
+from rag.store import DocumentTexts, Store, chunk_from_record, chunk_to_metadata
+from rag.types import Chunk, Document, PageSpan, StoreUnavailable
+
+TEXTS = {
+    "a.txt": ["The ferry to Lamu leaves at dawn.", "Tickets cost five hundred shillings."],
+    "b.pdf": ["Masinga dam reached capacity in May.", "Engineers opened two spillways.", "Farmers moved cattle."],
+}
+
+
+def make_chunk(source: str, n: int, text: str) -> Chunk:
+    return Chunk(
+        id=f"{Path(source).stem}-{n}",
+        source=source,
+        title=Path(source).stem.upper(),
+        start=n * 100,
+        end=n * 100 + len(text),
+        text=text,
+        page=n + 1 if source.endswith(".pdf") else None,
+        metadata={"kind": "test"},
+    )
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def store(request: pytest.FixtureRequest, tmp_path: Path, embeddings: LocalEmbeddings) -> Store:
+    """A store holding TEXTS' chunks, in its own collection."""
+    url = request.getfixturevalue("chroma_url") if request.param == "server" else None
+    settings = Settings(home=tmp_path / "rag", chroma_url=url, collection=f"store-{uuid.uuid4().hex[:12]}")
+    store = Store(settings, embeddings)
+    chunks = [make_chunk(source, n, text) for source, texts in TEXTS.items() for n, text in enumerate(texts)]
+    store.collection.add(
+        ids=[c.id for c in chunks],
+        embeddings=embeddings.encode([c.text for c in chunks]),
+        documents=[c.text for c in chunks],
+        metadatas=[chunk_to_metadata(c) for c in chunks],
+    )
+    return store
+
+
+def test_metadata_round_trip_keeps_every_field() -> None:
+    for chunk in (make_chunk("x.pdf", 2, "Paged text."), make_chunk("y.txt", 0, "Unpaged text.")):
+        meta = chunk_to_metadata(chunk)
+        assert None not in meta.values()
+        assert chunk_from_record(chunk.id, chunk.text, meta) == chunk
+
+
+def test_count_iterate_and_get_in_order(store: Store) -> None:
+    assert store.count() == 5
+    assert {c.id for c in store.iter_chunks(page_size=2)} == {"a-0", "a-1", "b-0", "b-1", "b-2"}
+    got = store.get_chunks(["b-2", "missing", "a-0"])
+    assert [c.id for c in got] == ["b-2", "a-0"]
+    assert got[0] == make_chunk("b.pdf", 2, TEXTS["b.pdf"][2])
+
+
+def test_query_returns_cosine_similarity_and_honours_where(store: Store, embeddings: LocalEmbeddings) -> None:
+    vector = embeddings.embed_query("Masinga dam reached capacity in May.")
+    hits = store.query(vector, 3)
+    assert hits[0][0].id == "b-0"
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+    assert all(-1.0 - 1e-4 <= score <= 1.0 + 1e-4 for _, score in hits)  # float32 rounding
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    only_a = store.query(vector, 5, where={"source": "a.txt"})
+    assert {c.source for c, _ in only_a} == {"a.txt"} and len(only_a) == 2
+
+
+def test_documents_are_grouped_from_chunk_metadata(store: Store) -> None:
+    docs = {d.source: d for d in store.documents()}
+    assert {s: d.chunks for s, d in docs.items()} == {"a.txt": 2, "b.pdf": 3}
+    assert docs["b.pdf"].title == "B" and docs["b.pdf"].metadata == {"kind": "test"}
+
+
+def test_delete_and_revision_seen_by_another_client(store: Store, embeddings: LocalEmbeddings) -> None:
+    other = Store(store.settings, embeddings)  # a second client: another process, or another machine in server mode
+    before = other.revision()
+    token = store.bump_revision()
+    assert token != before and other.revision() == token
+    store.delete(["a-0", "a-1"])
+    assert other.count() == 3
+    assert {d.source for d in other.documents()} == {"b.pdf"}
+
+
+def test_document_texts_round_trip(tmp_path: Path) -> None:
+    texts = DocumentTexts(tmp_path, "notes")
+    doc = Document(
+        source="/d/r.pdf",
+        title="R",
+        text="one\n\ntwo",
+        pages=(PageSpan(page=1, start=0, end=3), PageSpan(page=2, start=5, end=8)),
+        metadata={"date": "2025-01-18"},
+    )
+    texts.put_many([doc])
+    assert texts.get("/d/r.pdf") == doc
+    assert DocumentTexts(tmp_path, "other-collection").get("/d/r.pdf") is None
+    texts.put_many([doc.model_copy(update={"text": "new"})])
+    assert texts.get("/d/r.pdf").text == "new"  # type: ignore[union-attr]
+    texts.delete("/d/r.pdf")
+    assert texts.get("/d/r.pdf") is None
+
+
+def test_server_down_is_a_one_line_store_unavailable(tmp_path: Path, embeddings: LocalEmbeddings) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    store = Store(Settings(home=tmp_path, chroma_url=url), embeddings)
+    assert store.location == url
+    with pytest.raises(StoreUnavailable) as caught:
+        store.count()
+    assert url in str(caught.value) and "\n" not in str(caught.value)
