@@ -116,20 +116,24 @@ def page(browser: Any, app_url: str) -> Iterator[Any]:
 
 def ask(page: Any, question: str) -> str:
     """Type a question, wait until its streamed answer is final, and return the answer message's text."""
-    before = page.locator("#chatbot .message").count()
+    before = page.locator("#chatbot [data-testid=bot]").count()
     page.locator("#message textarea").fill(question)
     page.locator("#ask").click()
     page.wait_for_function(
         """(n) => {
-            const messages = document.querySelectorAll('#chatbot .message');
-            if (messages.length < n + 2) return false;
-            const last = messages[messages.length - 1].innerText;
+            const answers = document.querySelectorAll('#chatbot [data-testid=bot]');
+            if (answers.length <= n) return false;
+            const last = answers[answers.length - 1].innerText;
             return !last.includes('▌') && !last.includes('Searching the documents');
         }""",
         arg=before,
         timeout=ANSWER_TIMEOUT_MS,
     )
-    return str(page.locator("#chatbot .message").last.inner_text())
+    return str(last_answer(page).inner_text())
+
+
+def last_answer(page: Any) -> Any:
+    return page.locator("#chatbot [data-testid=bot]").last
 
 
 def open_tab(page: Any, name: str) -> None:
@@ -153,7 +157,7 @@ def test_page_loads_offline_with_badge_and_documents(page: Any) -> None:
 def test_answer_cites_and_the_citation_opens_the_highlighted_quote(page: Any) -> None:
     answer = ask(page, QUESTION)
     assert "270" in answer
-    marker = page.locator("#chatbot .message").last.locator('a[href^="#src-"]').first
+    marker = last_answer(page).locator('a[href^="#src-"]').first
     target = str(marker.get_attribute("href"))[1:]
     marker.click()
     cite = page.locator(f"#sources details#{target}")
@@ -211,7 +215,7 @@ def test_upload_ask_cite_then_delete(page: Any, ui_home: Path, tmp_path: Path) -
 
     open_tab(page, "Chat")
     assert "48,000" in ask(page, LIBRARY_QUESTION)
-    page.locator("#chatbot .message").last.locator('a[href^="#src-"]').first.click()
+    last_answer(page).locator('a[href^="#src-"]').first.click()
     assert "uploads/Zephyr_library.md" in page.locator("#sources .latest .where").first.inner_text()
 
     open_tab(page, "Documents")
@@ -242,7 +246,7 @@ def test_down_llm_endpoint_shows_the_fallback_notice(
         assert page.locator("#mode-badge").inner_text().strip() == "LLM: stub"
         answer = ask(page, QUESTION)
         assert NOTICE_LLM_FAILED in answer and "270" in answer
-        assert page.locator("#chatbot .message").last.locator('a[href^="#src-"]').count() >= 1
+        assert last_answer(page).locator('a[href^="#src-"]').count() >= 1
 
 
 @pytest.mark.browser

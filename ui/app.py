@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "extractive", "llm")
 # Chat events that may run at once; one Assistant serves them all (reads are thread-safe).
 CHAT_CONCURRENCY = 16
+# Each update resends the conversation; batching tokens this often keeps streaming smooth and cheap.
+STREAM_INTERVAL_S = 0.05
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial")
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
 STATIC = Path(__file__).parent / "static"
@@ -135,13 +138,16 @@ class ChatApp:
             gr.skip(),
             turns,
         )
-        text, answer = "", None
+        text, answer, shown_at = "", None, 0.0
         try:
             for event in self.assistant.stream(
                 question, history=history_of(turns), k=chunk_count(k), mode=answer_mode(mode)
             ):
                 if isinstance(event, TokenEvent):
                     text += event.text
+                    if time.monotonic() - shown_at < STREAM_INTERVAL_S:
+                        continue
+                    shown_at = time.monotonic()
                     yield (
                         gr.skip(),
                         [*pending, {"role": "assistant", "content": text + " ▌"}],
