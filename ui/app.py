@@ -237,7 +237,8 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     os.environ["GRADIO_TEMP_DIR"] = str(incoming_dir(settings.home).resolve())
     incoming_dir(settings.home).mkdir(parents=True, exist_ok=True)
     app = ChatApp(assistant)
-    with gr.Blocks(title="rag · chat with your documents", analytics_enabled=False) as demo:
+    # Gradio's copies of uploads are only needed until they are ingested; an hourly sweep drops any left behind.
+    with gr.Blocks(title="rag · chat with your documents", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         turns = gr.State([])
         with gr.Row(elem_id="header", equal_height=True):
             gr.HTML('<div class="brand"><span class="logo">rag</span> answers from your documents, with sources</div>')
