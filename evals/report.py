@@ -12,13 +12,13 @@ from evals.runner import EvalRun
 WORST_FAILURES = 10
 
 
-def format_value(value: Any) -> str:
-    """A metric as a table cell: ratios with 3 decimals, milliseconds with 1, missing as a dash."""
+def format_value(value: Any, key: str = "") -> str:
+    """A metric as a table cell: ratios with 3 decimals, milliseconds (keys ending _ms) with 1, missing as a dash."""
     if value is None:
         return "—"
     if isinstance(value, int):
         return str(value)
-    return f"{value:.3f}" if value <= 1.0 else f"{value:.1f}"
+    return f"{value:.1f}" if key.endswith("_ms") else f"{value:.3f}"
 
 
 def metrics_table(run: EvalRun) -> str:
@@ -26,7 +26,7 @@ def metrics_table(run: EvalRun) -> str:
     rows = ["| retriever | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
     for name in run.retrievers:
         metrics = run.metrics(name)
-        rows.append(f"| {name} | " + " | ".join(format_value(metrics[key]) for key in METRIC_KEYS) + " |")
+        rows.append(f"| {name} | " + " | ".join(format_value(metrics[key], key) for key in METRIC_KEYS) + " |")
     return "\n".join(rows)
 
 
@@ -36,7 +36,7 @@ def text_table(run: EvalRun) -> str:
     width = max(len(name) for name in columns) + 2
     lines = ["metric".ljust(24) + "".join(name.rjust(width) for name in columns)]
     for key in METRIC_KEYS:
-        lines.append(key.ljust(24) + "".join(format_value(m[key]).rjust(width) for m in columns.values()))
+        lines.append(key.ljust(24) + "".join(format_value(m[key], key).rjust(width) for m in columns.values()))
     return "\n".join(lines)
 
 

@@ -152,6 +152,10 @@ class EvalRun:
         with_answers = retriever == self.config["retriever"] or retriever == ANSWER_RETRIEVER
         return summarize(self.per_question, retriever, with_answers=with_answers)
 
+    def ranking_metrics(self, retriever: str) -> dict[str, Any]:
+        """Retrieval metrics alone, with the retriever's own ranking time as latency (for like-for-like tables)."""
+        return summarize(self.per_question, retriever, with_answers=False)
+
     def to_json(self) -> dict[str, Any]:
         """`rag eval --json`: the metrics, per_question and config, plus `compare` when several retrievers ran."""
         out = {**self.metrics(), "per_question": self.per_question, "config": self.config}

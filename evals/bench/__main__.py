@@ -33,22 +33,36 @@ def merge(existing: str, name: str, section: str) -> str:
     start, end = MARK.format(name=name), MARK.format(name=f"/{name}")
     block = f"{start}\n{section.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    return pattern.sub(lambda _: block, existing) if pattern.search(existing) else existing.rstrip() + "\n\n" + block + "\n"
+    return (
+        pattern.sub(lambda _: block, existing)
+        if pattern.search(existing)
+        else existing.rstrip() + "\n\n" + block + "\n"
+    )
 
 
 def main() -> None:
     """Run the named scenarios (all by default) and update their sections of BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} (default: all)")
+    parser.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     args = parser.parse_args()
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     args.scenarios = args.scenarios or list(SCENARIOS)
-    text = args.out.read_text() if args.out.exists() else "# Benchmarks\n\nProduced by `make bench` (`python -m evals.bench`).\n"
+    text = (
+        args.out.read_text()
+        if args.out.exists()
+        else "# Benchmarks\n\nProduced by `make bench` (`python -m evals.bench`).\n"
+    )
     stamp = f"Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}."
-    text = re.sub(r"^Last run: .*$", stamp, text, flags=re.MULTILINE) if "Last run:" in text else text.rstrip() + f"\n\n{stamp}\n"
+    text = (
+        re.sub(r"^Last run: .*$", stamp, text, flags=re.MULTILINE)
+        if "Last run:" in text
+        else text.rstrip() + f"\n\n{stamp}\n"
+    )
     failed = []
     for name in args.scenarios:
         module = importlib.import_module(f"evals.bench.{name}")
@@ -59,7 +73,9 @@ def main() -> None:
         except Exception as exc:  # one broken scenario must not hide the others' numbers
             failed.append(name)
             section = f"## {name}\n\nFailed: {type(exc).__name__}: {exc}"
-        section += f"\n\n_Scenario `{name}` took {time.monotonic() - started:.0f} s; command: `python -m evals.bench {name}`._"
+        section += (
+            f"\n\n_Scenario `{name}` took {time.monotonic() - started:.0f} s; command: `python -m evals.bench {name}`._"
+        )
         text = merge(text, name, section)
         args.out.write_text(text)
     sys.exit(1 if failed else 0)
