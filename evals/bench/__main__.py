@@ -76,6 +76,9 @@ def main() -> None:
         section += (
             f"\n\n_Scenario `{name}` took {time.monotonic() - started:.0f} s; command: `python -m evals.bench {name}`._"
         )
+        # Re-read first: a scenario can run for many minutes while another run updates other sections.
+        if args.out.exists():
+            text = args.out.read_text()
         text = merge(text, name, section)
         args.out.write_text(text)
     sys.exit(1 if failed else 0)
