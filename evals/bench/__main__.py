@@ -40,6 +40,13 @@ def merge(existing: str, name: str, section: str) -> str:
     )
 
 
+def with_stamp(text: str, stamp: str) -> str:
+    """Set the "Last run:" line, adding it when missing."""
+    if "Last run:" in text:
+        return re.sub(r"^Last run: .*$", stamp, text, flags=re.MULTILINE)
+    return text.rstrip() + f"\n\n{stamp}\n"
+
+
 def main() -> None:
     """Run the named scenarios (all by default) and update their sections of BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -58,11 +65,6 @@ def main() -> None:
         else "# Benchmarks\n\nProduced by `make bench` (`python -m evals.bench`).\n"
     )
     stamp = f"Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}."
-    text = (
-        re.sub(r"^Last run: .*$", stamp, text, flags=re.MULTILINE)
-        if "Last run:" in text
-        else text.rstrip() + f"\n\n{stamp}\n"
-    )
     failed = []
     for name in args.scenarios:
         module = importlib.import_module(f"evals.bench.{name}")
@@ -79,7 +81,7 @@ def main() -> None:
         # Re-read first: a scenario can run for many minutes while another run updates other sections.
         if args.out.exists():
             text = args.out.read_text()
-        text = merge(text, name, section)
+        text = merge(with_stamp(text, stamp), name, section)
         args.out.write_text(text)
     sys.exit(1 if failed else 0)
 
