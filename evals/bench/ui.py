@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import tempfile
@@ -178,12 +179,13 @@ def run() -> str:
     lib_token = med(page["library"])
     single_p50, single_p95 = percentile(single, 50), percentile(single, 95)
     conc_p50, conc_p95 = percentile(concurrent, 50), percentile(concurrent, 95)
+    load = os.getloadavg()[0]
     lines = [
         "## ui",
         "",
         f"The chat over the seed corpus, extractive mode, in Debian's chromium ({CHROMIUM}, headless) and through "
         "`gradio_client`, served in-process on 127.0.0.1. Medians unless stated; ratios are against a baseline "
-        "measured in the same run.",
+        f"measured in the same run. Load average at the end: {load:.1f} on {os.cpu_count()} CPUs (shared machine).",
         "",
         "| measure | value | baseline (same run) | ratio |",
         "|---|---|---|---|",
