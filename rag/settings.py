@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     candidates: int = Field(default=30, ge=1, description="Candidates each retriever contributes before fusion.")
     bm25_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
     vector_weight: float = Field(
-        default=1.0, ge=0, description="Weight of the vector ranking in reciprocal rank fusion."
+        default=0.5, ge=0, description="Weight of the vector ranking in reciprocal rank fusion."
     )
-    rrf_k: int = Field(default=60, ge=1, description="The k constant of reciprocal rank fusion.")
+    rrf_k: int = Field(default=10, ge=1, description="The k constant of reciprocal rank fusion.")
 
     # Answers
     mode: AnswerMode = Field(
