@@ -15,13 +15,71 @@ from rag.text import sentence_spans
 from rag.types import Candidate, Chunk, Citation
 
 NUMBER_WORDS = frozenset(
-    """one two three four five six seven eight nine ten eleven twelve dozen dozens hundred hundreds thousand
-    thousands million millions billion billions half twice""".split()
+    [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "dozen",
+        "dozens",
+        "hundred",
+        "hundreds",
+        "thousand",
+        "thousands",
+        "million",
+        "millions",
+        "billion",
+        "billions",
+        "half",
+        "twice",
+    ]
 )
 TIME_WORDS = frozenset(
-    """january february march april may june july august september october november december monday tuesday
-    wednesday thursday friday saturday sunday today yesterday tomorrow week weeks month months year years
-    night morning evening day days decade century""".split()
+    [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "today",
+        "yesterday",
+        "tomorrow",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "night",
+        "morning",
+        "evening",
+        "day",
+        "days",
+        "decade",
+        "century",
+    ]
 )
 QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bhow (many|much|long|old|far|large|big)\b|\bwhat (number|percentage|amount)\b", re.I), "number"),
@@ -32,16 +90,22 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 
 @dataclass(frozen=True)
 class Weights:
-    """How evidence signals combine into a sentence score and an answer confidence (see BENCHMARKS.md)."""
+    """How evidence signals rank sentences and decide abstention.
+
+    The confidence weights and threshold were calibrated on SQuAD 2.0 dev (800 questions, seed 1) and the seed
+    set, keeping every seed near-miss abstaining; see BENCHMARKS.md.
+    """
 
     semantic: float = 0.55
     lexical: float = 0.45
     chunk_prior: float = 0.05
     shortlist: int = 8
     extra_sentence_ratio: float = 0.75
+    confidence_semantic: float = 0.45
+    confidence_coverage: float = 0.3
     type_penalty: float = 0.2
-    abstain_below: float = 0.42
-    min_coverage: float = 0.3
+    type_noun_weight: float = 0.3
+    abstain_below: float = 0.36
 
 
 @dataclass
@@ -79,6 +143,14 @@ class Extraction:
     threshold: float
     signals: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+
+
+TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
+
+
+def answer_type_terms(question: str) -> set[str]:
+    """The noun naming what is asked for ('which city', 'what month'): the answer states it, not names it."""
+    return {term for noun in TYPE_NOUN.findall(question) for term in tokenize(noun, drop=QUERY_STOPWORDS)}
 
 
 def question_type(question: str) -> str | None:
@@ -141,7 +213,7 @@ def extract_answer(
     focus_vector: Sequence[float],
     focus: str | None = None,
     max_sentences: int = 3,
-    weights: Weights = Weights(),  # noqa: B008 - frozen dataclass, safe as a default
+    weights: Weights = Weights(),
 ) -> Extraction:
     """Choose up to max_sentences sentences that answer the question, or abstain when the evidence is weak.
 
@@ -154,6 +226,8 @@ def extract_answer(
     if not sentences or not terms:
         return Extraction(ABSTAIN, [], True, 0.0, weights.abstain_below, reason="no matching passages")
     idf = term_weights(terms, index)
+    for term in answer_type_terms(focus) & idf.keys():
+        idf[term] *= weights.type_noun_weight
     for s in sentences:
         s.lexical = coverage(idf, s.terms)
     # Embed only the lexically most promising sentences: the model is the slowest step on a CPU.
@@ -177,13 +251,17 @@ def extract_answer(
     kind = question_type(focus)
     type_ok = any(satisfies_type(s.text, kind) for s in chosen)
     covered = coverage(idf, found)
-    confidence = weights.semantic * best.semantic + weights.lexical * covered - (0 if type_ok else weights.type_penalty)
+    confidence = (
+        weights.confidence_semantic * best.semantic
+        + weights.confidence_coverage * covered
+        - (0.0 if type_ok else weights.type_penalty)
+    )
     signals = {"semantic": best.semantic, "coverage": covered, "type_ok": float(type_ok)}
-    if confidence < weights.abstain_below or covered < weights.min_coverage:
+    if confidence < weights.abstain_below:
         missing = [t for t in idf if t not in found]
         why = (
-            f"best evidence scored {confidence:.2f} (threshold {weights.abstain_below:.2f}) and covers"
-            f" {covered:.0%} of the question's key terms (minimum {weights.min_coverage:.0%})"
+            f"best evidence scored {confidence:.2f}, below the {weights.abstain_below:.2f} threshold"
+            f" (meaning match {best.semantic:.2f}, {covered:.0%} of the question's key terms found)"
         )
         if missing:
             why += f"; not found: {', '.join(missing[:5])}"
@@ -214,4 +292,4 @@ def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None)
     if document_text is not None:
         return document_text[citation.start : citation.end] == citation.quote
     local = citation.start - chunk.start
-    return 0 <= local and chunk.text[local : citation.end - chunk.start] == citation.quote
+    return local >= 0 and chunk.text[local : citation.end - chunk.start] == citation.quote
