@@ -274,7 +274,7 @@ def chat(
         raise fail(f"cannot listen on {host}:{port}: {exc}") from exc
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager, reads like one
+class _progress_bar:
     """A rich progress bar with an ETA on a terminal; a no-op otherwise."""
 
     def __init__(self, *, enabled: bool, label: str = "indexing") -> None:

@@ -8,7 +8,8 @@ import re
 SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st mt ft gen col lt sgt capt cmdr adm gov sen rep pres hon rev inc ltd co corp
-    jan feb mar apr jun jul aug sep sept oct nov dec no vs etc al fig approx dept est u.s u.k u.n e.g i.e a.m p.m""".split()
+    jan feb mar apr jun jul aug sep sept oct nov dec no vs etc al fig approx dept est
+    u.s u.k u.n e.g i.e a.m p.m""".split()
 )
 
 
