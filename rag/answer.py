@@ -270,19 +270,7 @@ def extract_answer(
         return Extraction(ABSTAIN, [], True, confidence, weights.abstain_below, signals, why)
 
     chosen.sort(key=lambda s: s.doc_span)
-    citations = [
-        Citation(
-            n=n,
-            source=s.chunk.source,
-            title=s.chunk.title,
-            chunk_id=s.chunk.id,
-            quote=s.text,
-            start=s.doc_span[1],
-            end=s.doc_span[2],
-            page=s.chunk.page,
-        )
-        for n, s in enumerate(chosen, start=1)
-    ]
+    citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
     return Extraction(text, citations, False, confidence, weights.abstain_below, signals)
 

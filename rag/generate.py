@@ -374,19 +374,7 @@ def verify_claims(
     for n in sorted(best):
         _, start, end, all_supported = best[n]
         chunk = sources[n - 1].chunk
-        citations.append(
-            Citation(
-                n=n,
-                source=chunk.source,
-                title=chunk.title,
-                chunk_id=chunk.id,
-                quote=chunk.text[start:end],
-                start=chunk.start + start,
-                end=chunk.start + end,
-                page=chunk.page,
-                is_supported=all_supported,
-            )
-        )
+        citations.append(Citation.of_span(n, chunk, start, end, is_supported=all_supported))
     return Verification(claims, citations)
 
 

@@ -50,18 +50,7 @@ def overview_answer(documents: Sequence[DocumentInfo], first_chunks: dict[str, C
         if chunk and spans:
             start, end = spans[0]
             n = len(citations) + 1
-            citations.append(
-                Citation(
-                    n=n,
-                    source=chunk.source,
-                    title=chunk.title,
-                    chunk_id=chunk.id,
-                    quote=chunk.text[start:end],
-                    start=chunk.start + start,
-                    end=chunk.start + end,
-                    page=chunk.page,
-                )
-            )
+            citations.append(Citation.of_span(n, chunk, start, end))
             line += f": {chunk.text[start:end]} [{n}]"
         lines.append(line)
     if len(documents) > MAX_LISTED:

@@ -79,6 +79,21 @@ class Citation(BaseModel):
     page: int | None = None
     is_supported: bool = Field(default=True, description="False when verification could not back the claim.")
 
+    @classmethod
+    def of_span(cls, n: int, chunk: Chunk, start: int, end: int, *, is_supported: bool = True) -> Citation:
+        """Cite chunk.text[start:end] (offsets local to the chunk) by its offsets in the document."""
+        return cls(
+            n=n,
+            source=chunk.source,
+            title=chunk.title,
+            chunk_id=chunk.id,
+            quote=chunk.text[start:end],
+            start=chunk.start + start,
+            end=chunk.start + end,
+            page=chunk.page,
+            is_supported=is_supported,
+        )
+
 
 class Answer(BaseModel):
     """What the assistant says, with its evidence and the numbers behind it."""
