@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS, REPO
 
 from rag.answer import question_type, satisfies_type, verify_citation
 from rag.assistant import Assistant
 from rag.condense import condense_question
 from rag.types import Chunk, Citation, FinalEvent, TokenEvent
-
-from conftest import CORPUS, REPO
 
 ARTICLE = (CORPUS / "kenya-police-haiti.md").read_text()
 

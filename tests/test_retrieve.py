@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 from langchain_core.retrievers import BaseRetriever
 
 from ingest import ingest_paths
@@ -64,3 +65,34 @@ def test_langchain_retriever(seeded_assistant: Assistant):
     assert len(docs) == 2
     assert any("$300 million" in d.page_content for d in docs)
     assert {"source", "start", "end", "chunk_id"} <= set(docs[0].metadata)
+
+
+@pytest.mark.server
+def test_server_mode_ranks_like_embedded_mode(tmp_path: Path, embeddings, chroma_url: str, seeded_assistant: Assistant):
+    server = Assistant(
+        Settings(home=tmp_path / "rag", chroma_url=chroma_url, collection="retrieve-parity"), embeddings=embeddings
+    )
+    report = ingest_paths([CORPUS], settings=server.settings, store=server.store)
+    assert not report.failed
+    for question in ("How many additional police officers did Kenya send to Haiti?", "Who pledged $300 million?"):
+        ours = [(c.chunk.start, c.chunk.end) for c in server.retrieve(question, k=3)]
+        embedded = [(c.chunk.start, c.chunk.end) for c in seeded_assistant.retrieve(question, k=3)]
+        assert ours == embedded
+    assert (
+        server.ask("How many additional police officers did Kenya send to Haiti?").text
+        == seeded_assistant.ask("How many additional police officers did Kenya send to Haiti?").text
+    )
+
+
+def test_stale_bm25_index_is_rebuilt_from_the_collection(tmp_path: Path, embeddings, chroma_url: str):
+    """Another client ingests into a shared server: this client's BM25 index notices and rebuilds."""
+    settings = dict(chroma_url=chroma_url, collection="shared-bm25")
+    reader = Assistant(Settings(home=tmp_path / "reader", **settings), embeddings=embeddings)
+    writer = Assistant(Settings(home=tmp_path / "writer", **settings), embeddings=embeddings)
+    ingest_paths([CORPUS], settings=writer.settings, store=writer.store)
+    assert "270" in reader.retrieve("additional police officers", k=1, method="bm25")[0].chunk.text
+    extra = tmp_path / "extra.md"
+    extra.write_text("---\ntitle: Flamingo census\n---\nThe lake held 9,000 flamingos in the census.\n")
+    ingest_paths([extra], settings=writer.settings, store=writer.store)
+    top = reader.retrieve("flamingos census", k=1, method="bm25")
+    assert top and "flamingos" in top[0].chunk.text
