@@ -135,7 +135,9 @@ def test_cli_ask_json_and_follow_up(seeded_home: Path, tmp_path: Path):
 
     history = tmp_path / "history.json"
     history.write_text(json.dumps([["Who leads the Multinational Security Support Mission?", "Kenya"]]))
-    follow = run_cli("ask", "How many officers did it send in June?", "--history", str(history), "--json", home=seeded_home)
+    follow = run_cli(
+        "ask", "How many officers did it send in June?", "--history", str(history), "--json", home=seeded_home
+    )
     assert follow.returncode == 0, follow.stderr
     assert "400" in json.loads(follow.stdout)["answer"]
 
