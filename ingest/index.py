@@ -115,15 +115,16 @@ def ingest_paths(
     if lc_docs:
         # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
         # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
-        result = index(
-            _with_progress(lc_docs, progress),
-            records,
-            store.vectorstore,
-            batch_size=INDEX_BATCH,
-            cleanup="scoped_full",
-            source_id_key="source",
-            key_encoder=chunk_key,
-        )
+        with store.translate_errors():  # a server that dies mid-run is one line, not a traceback
+            result = index(
+                _with_progress(lc_docs, progress),
+                records,
+                store.vectorstore,
+                batch_size=INDEX_BATCH,
+                cleanup="scoped_full",
+                source_id_key="source",
+                key_encoder=chunk_key,
+            )
         report.added, report.updated = result["num_added"], result["num_updated"]
         report.unchanged += result["num_skipped"]
         report.deleted = result["num_deleted"]

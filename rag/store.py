@@ -107,7 +107,7 @@ class Store:
     @cached_property
     def collection(self) -> Collection:
         """The collection, created with cosine space and no Chroma-side embedding function."""
-        with self._translate_errors():
+        with self.translate_errors():
             return self.client.get_or_create_collection(
                 self.settings.collection,
                 embedding_function=None,
@@ -126,19 +126,20 @@ class Store:
             client=self.client,
         )
 
-    def _translate_errors(self) -> Any:
+    def translate_errors(self) -> Any:
+        """A context manager that turns a Chroma server's connection failures into one-line StoreUnavailable."""
         return _StoreErrors(self.settings.chroma_url)
 
     def count(self) -> int:
         """Chunks in the collection."""
-        with self._translate_errors():
+        with self.translate_errors():
             return self.collection.count()
 
     def revision(self) -> str:
         """A token that changes whenever ingest changes the collection (shared by every client of a server)."""
         from chromadb.errors import NotFoundError
 
-        with self._translate_errors():
+        with self.translate_errors():
             try:
                 fresh = self.client.get_collection(self.settings.collection, embedding_function=None)
             except NotFoundError:
@@ -148,7 +149,7 @@ class Store:
     def bump_revision(self) -> str:
         """Mark the collection as changed, so every BM25 index built from it goes stale."""
         token = uuid.uuid4().hex
-        with self._translate_errors():
+        with self.translate_errors():
             self.collection.modify(metadata={REVISION_KEY: token})
         return token
 
@@ -156,7 +157,7 @@ class Store:
         """Every chunk in the collection, in pages."""
         offset = 0
         while True:
-            with self._translate_errors():
+            with self.translate_errors():
                 page = self.collection.get(include=["documents", "metadatas"], limit=page_size, offset=offset)
             ids = page["ids"]
             if not ids:
@@ -169,7 +170,7 @@ class Store:
         self, vector: Sequence[float], n: int, *, where: dict[str, Any] | None = None
     ) -> list[tuple[Chunk, float]]:
         """The n nearest chunks with their cosine similarity."""
-        with self._translate_errors():
+        with self.translate_errors():
             found = self.collection.query(
                 query_embeddings=[list(vector)],  # type: ignore[arg-type]  # chromadb's stubs want numpy
                 n_results=n,
@@ -187,7 +188,7 @@ class Store:
         """The chunks with these ids, in the order given (missing ones are skipped)."""
         if not ids:
             return []
-        with self._translate_errors():
+        with self.translate_errors():
             page = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
         by_id = {
             i: chunk_from_record(i, d or "", dict(m or {}))
@@ -198,7 +199,7 @@ class Store:
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id."""
         for i in range(0, len(ids), MAX_CHROMA_BATCH):
-            with self._translate_errors():
+            with self.translate_errors():
                 self.collection.delete(ids=list(ids[i : i + MAX_CHROMA_BATCH]))
 
     def documents(self) -> list[DocumentInfo]:
@@ -206,7 +207,7 @@ class Store:
         by_source: dict[str, dict[str, Any]] = {}
         offset = 0
         while True:
-            with self._translate_errors():
+            with self.translate_errors():
                 page = self.collection.get(include=["metadatas"], limit=MAX_CHROMA_BATCH, offset=offset)
             if not page["ids"]:
                 break

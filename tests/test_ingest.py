@@ -268,3 +268,35 @@ def test_file_over_the_size_limit_is_refused(make_settings: MakeSettings, tmp_pa
         ("large.txt", "too large (0.1 MB > 0.1 MB limit, RAG_MAX_FILE_MB)")
     ]
     assert {c.source for c in store.iter_chunks()} == {str((folder / "small.txt").resolve())}
+
+
+@pytest.mark.server
+def test_server_dying_mid_session_is_a_store_unavailable_error(tmp_path: Path, docs: Path) -> None:
+    """A server of its own, stopped between two ingests by the same Store: one-line error, no httpx traceback."""
+    import subprocess
+    import sys
+
+    from conftest import free_port, wait_until_up
+
+    from rag.types import StoreUnavailable
+
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    server = subprocess.Popen(
+        [str(chroma), "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/api/v2/heartbeat", timeout_s=60, process=server)
+        settings = Settings(home=tmp_path / "rag", chroma_url=url, chunk_chars=100, chunk_overlap_chars=0)
+        store = Store(settings, CountingEmbeddings())
+        assert ingest_paths([docs], settings=settings, store=store).added == 11
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    write_story(docs / "ferry.txt", ["A new ferry service links Mombasa and Zanzibar from June."])
+    with pytest.raises(StoreUnavailable) as caught:
+        ingest_paths([docs], settings=settings, store=store)
+    assert url in str(caught.value) and "\n" not in str(caught.value)
