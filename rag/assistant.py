@@ -153,7 +153,7 @@ class Assistant:
             question,
             context,
             index=index,
-            encode=self.embeddings.encode,
+            encode=self.embeddings.encode_cached,
             focus_vector=self.search.query_vector(question),
             focus=question if history else None,
             max_sentences=self.settings.max_answer_sentences,

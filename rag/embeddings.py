@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from rag.settings import Settings
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -42,10 +42,13 @@ def _load_model(path: str) -> Any:
 class LocalEmbeddings(Embeddings):
     """Normalised MiniLM vectors; the model is loaded on first use so `rag --help` stays instant."""
 
-    def __init__(self, model_path: str | None = None, *, batch_size: int = 64) -> None:
+    def __init__(self, model_path: str | None = None, *, batch_size: int = 64, cache_size: int = 20_000) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
+        self.cache_size = cache_size
         self._lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -63,6 +66,22 @@ class LocalEmbeddings(Embeddings):
         return self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
+
+    def encode_cached(self, texts: list[str]) -> np.ndarray:
+        """Like encode, remembering recent texts: answers re-read the same sentences and queries often."""
+        with self._cache_lock:
+            found = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in found:
+                self._cache.move_to_end(t)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = self.encode(missing)
+            found.update(zip(missing, fresh, strict=True))
+            with self._cache_lock:
+                self._cache.update(zip(missing, fresh, strict=True))
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts for storage."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -65,7 +64,6 @@ class HybridSearch:
         self.settings = settings
         self.store = store
         self.embeddings = embeddings
-        self._query_vectors: OrderedDict[str, list[float]] = OrderedDict()
 
     def bm25(self) -> BM25Index:
         """The current BM25 index; raises IndexNotFound when the collection is empty."""
@@ -75,15 +73,8 @@ class HybridSearch:
         return index
 
     def query_vector(self, query: str) -> list[float]:
-        """The query's embedding, remembered for the last few queries (follow-ups and evals repeat them)."""
-        if query in self._query_vectors:
-            self._query_vectors.move_to_end(query)
-            return self._query_vectors[query]
-        vector = self.embeddings.embed_query(query)
-        self._query_vectors[query] = vector
-        if len(self._query_vectors) > 256:
-            self._query_vectors.popitem(last=False)
-        return vector
+        """The query's embedding (recent ones are cached: follow-ups and evals repeat them)."""
+        return [float(x) for x in self.embeddings.encode_cached([query])[0]]
 
     def bm25_ranking(self, query: str, n: int, where: dict[str, str] | None = None) -> Ranking:
         """Top n chunks by BM25, filtered."""
