@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rag.types import Answer, FinalEvent, IndexNotFound, RagError, StreamEvent, TokenEvent
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 app = typer.Typer(
     name="rag",
@@ -26,14 +30,14 @@ CollectionOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
-def load_settings(**overrides: object) -> object:
+def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with command-line overrides that were actually given."""
     from pydantic import ValidationError
 
     from rag.settings import Settings
 
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
@@ -52,7 +56,7 @@ def status(collection: CollectionOption = None, as_json: JsonOption = False) -> 
     from rag.assistant import Assistant
 
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))  # type: ignore[arg-type]
+        assistant = Assistant.from_settings(load_settings(collection=collection))
         info = assistant.status()
     except RagError as exc:
         raise fail(str(exc)) from exc
@@ -80,8 +84,8 @@ def ingest(
     from rag.assistant import Assistant
 
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))  # type: ignore[arg-type]
-        with _progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
+        assistant = Assistant.from_settings(load_settings(collection=collection))
+        with progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
             report = ingest_paths(
                 paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
             )
@@ -214,10 +218,10 @@ def eval_(
         data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed)  # every line checked before any work
         settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
         assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
-        with _progress_bar(enabled=tty) as progress:
+        with progress_bar(enabled=tty) as progress:
             prepare_collection(data, assistant, progress=progress)
         retrievers = [retriever] + [r for r in RETRIEVERS if r != retriever] if compare else [retriever]
-        with _progress_bar(enabled=tty, label="evaluating") as progress:
+        with progress_bar(enabled=tty, label="evaluating") as progress:
             run = evaluate(
                 assistant,
                 data.items,
@@ -249,7 +253,7 @@ def chat(
     from rag.assistant import Assistant
 
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))  # type: ignore[arg-type]
+        assistant = Assistant.from_settings(load_settings(collection=collection))
     except RagError as exc:
         raise fail(str(exc)) from exc
     try:
@@ -257,7 +261,7 @@ def chat(
             from ingest import ingest_paths
 
             typer.echo(f"The index is empty: ingesting {corpus}/ first.", err=True)
-            with _progress_bar(enabled=sys.stderr.isatty()) as progress:
+            with progress_bar(enabled=sys.stderr.isatty()) as progress:
                 report = ingest_paths([corpus], settings=assistant.settings, store=assistant.store, progress=progress)
             for failure in report.failed:
                 typer.echo(f"failed: {failure.path}: {failure.error}", err=True)
@@ -274,41 +278,31 @@ def chat(
         raise fail(f"cannot listen on {host}:{port}: {exc}") from exc
 
 
-class _progress_bar:
-    """A rich progress bar with an ETA on a terminal; a no-op otherwise."""
+@contextmanager
+def progress_bar(*, enabled: bool, label: str = "indexing") -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar with an ETA on a terminal, yielding its update(done, total); None otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def __init__(self, *, enabled: bool, label: str = "indexing") -> None:
-        self.enabled = enabled
-        self.label = label
-        self._bar = None
-        self._task = None
+    # On stderr: stdout carries the result (JSON included), which a bar must never mix into.
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("chunks", total=None)
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
 
-        # On stderr: stdout carries the result (JSON included), which a bar must never mix into.
-        self._bar = Progress(
-            TextColumn(self.label),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-            console=Console(stderr=True),
-        )
-        self._bar.start()
-        self._task = self._bar.add_task("chunks", total=None)
-
-        def update(done: int, total: int) -> None:
-            self._bar.update(self._task, completed=done, total=total)  # type: ignore[union-attr, arg-type]
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+    with bar:
+        yield update
 
 
 def main() -> None:

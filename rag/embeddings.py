@@ -42,7 +42,7 @@ def _load_model(path: str) -> Any:
 class LocalEmbeddings(Embeddings):
     """Normalised MiniLM vectors; the model is loaded on first use so `rag --help` stays instant."""
 
-    def __init__(self, model_path: str | None = None, *, batch_size: int = 64, cache_size: int = 20_000) -> None:
+    def __init__(self, model_path: str | None = None, *, batch_size: int = 32, cache_size: int = 20_000) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
         self.cache_size = cache_size

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
         default=None,
         description="Path to a local sentence-transformers model; default is the bundled all-MiniLM-L6-v2.",
     )
-    embed_batch_size: int = Field(default=64, ge=1, description="Texts per SentenceTransformer.encode batch.")
+    embed_batch_size: int = Field(
+        default=32, ge=1, description="Texts per SentenceTransformer.encode batch (smaller batches pad less)."
+    )
 
     # Ingest
     chunk_chars: int = Field(default=1200, ge=100, description="Largest chunk, in characters.")

@@ -81,6 +81,7 @@ def synthetic_collection(embeddings: LocalEmbeddings, home: Path) -> Assistant:
     weights = 1.0 / np.arange(1, len(vocabulary) + 1)
     weights /= weights.sum()
     for first in range(0, SYNTHETIC_CHUNKS, MAX_CHROMA_BATCH):
+        print(f"synthetic chunks: {first:,} / {SYNTHETIC_CHUNKS:,}", file=sys.stderr, flush=True)
         n = min(MAX_CHROMA_BATCH, SYNTHETIC_CHUNKS - first)
         words = rng.choice(len(vocabulary), size=(n, 40), p=weights)
         chunks = [
@@ -135,11 +136,13 @@ def run() -> str:
         seed = Assistant(Settings(home=Path(tmp) / "seed"), embeddings=embeddings)
         ingest_paths([REPO / "corpus"], settings=seed.settings, store=seed.store)
         rows.append(measure("seed", seed, seed_questions()))
+        print(rows[-1], file=sys.stderr, flush=True)
 
         squad = load_dataset(SQUAD, fmt="squad2", sample=100, seed=0)
         squad_assistant = Assistant(Settings(home=OUT / "eval-home", collection="squad2-dev"), embeddings=embeddings)
         prepare_collection(squad, squad_assistant)
         rows.append(measure("squad", squad_assistant, [q.question for q in squad.items]))
+        print(rows[-1], file=sys.stderr, flush=True)
 
         big = synthetic_collection(embeddings, OUT / "ask-100k-home")
         rng = random.Random(0)
