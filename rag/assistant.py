@@ -17,6 +17,7 @@ from rag.overview import is_corpus_question, overview_answer
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
 from rag.store import DocumentTexts, Store
+from rag.timing import elapsed_ms
 from rag.types import (
     Answer,
     Candidate,
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
 WORD = re.compile(r"\S+\s*")
-
-
-def elapsed_ms(since: float) -> float:
-    """Milliseconds since a time.perf_counter() reading, rounded for display."""
-    return round((time.perf_counter() - since) * 1000, 1)
 
 
 class Assistant:

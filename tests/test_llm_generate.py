@@ -13,18 +13,12 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
-from rag.generate import (
-    CitationFilter,
-    Claim,
-    render_sources,
-    select_sources,
-    split_claims,
-    verify_claims,
-)
+from rag.generate import CitationFilter, render_sources, select_sources
 from rag.llm import make_llm, model_name
 from rag.prompts import ABSTAIN, NOTICE_LLM_FAILED, NOTICE_UNVERIFIED
 from rag.settings import Settings
 from rag.types import Answer, Candidate, Chunk, FinalEvent, RagError, TokenEvent
+from rag.verify import Claim, split_claims, verify_claims
 
 ARTICLE = (CORPUS / "kenya-police-haiti.md").read_text()
 INJECTION = (
