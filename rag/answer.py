@@ -99,7 +99,7 @@ class Weights:
     semantic: float = 0.55
     lexical: float = 0.45
     chunk_prior: float = 0.05
-    shortlist: int = 8
+    shortlist: int = 5
     extra_sentence_ratio: float = 0.75
     confidence_semantic: float = 0.45
     confidence_coverage: float = 0.3
