@@ -173,6 +173,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> EvalRun:
     """Run every question; `retrievers[0]` is the primary retriever whose metrics head the report."""
+    assistant.warm_up()  # latency is measured warm, as a long-running app would answer
     searchers = make_searchers(assistant, retrievers)
     run = EvalRun(
         config={

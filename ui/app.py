@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -352,6 +353,8 @@ def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
 
 def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
     """Build and start the app; with block=False return at once (tests, benchmarks) and call .close() later."""
+    # A long-lived server: load the torch model now, off the request path (NumPy answers until it is ready).
+    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
     demo = build_app(assistant)
     demo.queue(default_concurrency_limit=CHAT_CONCURRENCY)
     demo.launch(

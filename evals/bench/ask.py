@@ -52,6 +52,7 @@ def time_each(fn: Callable[[str], object], questions: Sequence[str]) -> list[flo
 
 def measure(name: str, assistant: Assistant, questions: Sequence[str]) -> str:
     """One table row: our ask and retrieval vs the LangChain ensemble's retrieval, same questions, same run."""
+    assistant.warm_up()
     ask = percentiles(time_each(assistant.ask, questions))
     retrieve = percentiles(time_each(assistant.retrieve, questions))
     baseline = EnsembleBaseline(assistant, depth=assistant.settings.k)

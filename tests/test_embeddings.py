@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rag.bert import NumpyBert
+from rag.embeddings import LocalEmbeddings, default_model_path
+
+TEXTS = [
+    "How many additional police officers did Kenya send to Haiti?",
+    "The U.S. has been a key financial and logistical supporter of the mission, pledging over $300 million.",
+    "short",
+    "Ünïcödé — punctuation, dashes and numbers: 1,200 officers in 2025.",
+]
+
+
+def test_numpy_bert_matches_sentence_transformers(embeddings: LocalEmbeddings):
+    folder = Path(default_model_path())
+    assert NumpyBert.supports(folder)
+    ours = NumpyBert(folder).encode(TEXTS)
+    theirs = embeddings.encode_with_model(TEXTS)
+    assert ours.shape == theirs.shape == (4, 384)
+    assert np.abs(ours - theirs).max() < 1e-4
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_unsupported_model_folder_is_refused(tmp_path: Path):
+    assert not NumpyBert.supports(tmp_path)
+
+
+def test_encode_cached_returns_the_same_vectors(embeddings: LocalEmbeddings):
+    first = embeddings.encode_cached(TEXTS[:2])
+    again = embeddings.encode_cached([TEXTS[1], TEXTS[0]])
+    assert np.array_equal(first[0], again[1]) and np.array_equal(first[1], again[0])
+
+
+def test_a_question_in_a_fresh_process_does_not_import_sentence_transformers():
+    code = (
+        "import sys; from rag.embeddings import LocalEmbeddings; "
+        "v = LocalEmbeddings().encode(['How many officers?']); "
+        "print(v.shape, 'sentence_transformers' in sys.modules, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "(1, 384) False False"
