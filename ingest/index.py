@@ -173,11 +173,12 @@ def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, re
 
 
 def remove_source(source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None) -> int:
-    """Delete one document's chunks everywhere; returns chunks deleted."""
+    """Delete one document's chunks everywhere (BM25 included, via the revision); returns chunks deleted."""
     records = records or make_record_manager(settings)
     keys = records.list_keys(group_ids=[source])
     if keys:
         store.delete(keys)
         records.delete_keys(keys)
+        store.bump_revision()
     DocumentTexts(settings.home, settings.collection).delete(source)
     return len(keys)

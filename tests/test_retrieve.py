@@ -6,7 +6,7 @@ import pytest
 from conftest import CORPUS
 from langchain_core.retrievers import BaseRetriever
 
-from ingest import ingest_paths
+from ingest import ingest_paths, remove_source
 from rag.assistant import Assistant
 from rag.retrieve import fuse
 from rag.settings import Settings
@@ -96,3 +96,18 @@ def test_stale_bm25_index_is_rebuilt_from_the_collection(tmp_path: Path, embeddi
     ingest_paths([extra], settings=writer.settings, store=writer.store)
     top = reader.retrieve("flamingos census", k=1, method="bm25")
     assert top and "flamingos" in top[0].chunk.text
+
+
+def test_removed_document_leaves_both_rankings(tmp_path: Path, embeddings):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "owls.md").write_text("---\ntitle: Owls\n---\nBarn owls hunt voles in the meadow at dusk.\n")
+    (docs / "bees.md").write_text("---\ntitle: Bees\n---\nHoney bees forage on clover in the meadow.\n")
+    assistant = Assistant(Settings(home=tmp_path / "rag"), embeddings=embeddings)
+    ingest_paths([docs], settings=assistant.settings, store=assistant.store)
+    assert assistant.retrieve("barn owls voles", k=1, method="bm25")[0].chunk.title == "Owls"
+    owls = str((docs / "owls.md").resolve())
+    assert remove_source(owls, settings=assistant.settings, store=assistant.store) == 1
+    for method in ("bm25", "vector"):
+        found = assistant.retrieve("barn owls voles", k=5, method=method)  # type: ignore[arg-type]
+        assert all(c.chunk.source != owls for c in found), method

@@ -152,8 +152,6 @@ def delete_document(source: str, assistant: Assistant) -> int:
     """Remove a document from the index (and its uploaded copy, if it was uploaded); returns chunks deleted."""
     settings = assistant.settings
     deleted = remove_source(source, settings=settings, store=assistant.store)
-    # remove_source leaves the collection revision alone; bump it so BM25 forgets the chunks too.
-    assistant.store.bump_revision()
     path = Path(source)
     if path.parent == uploads_dir(settings.home).resolve():
         path.unlink(missing_ok=True)
