@@ -122,6 +122,8 @@ SUPPORTED_SUFFIXES = tuple(READERS)
 
 def load_file(path: Path, *, max_bytes: int) -> Document:
     """Read one file into a Document, or raise LoadError with a one-line reason."""
+    if not path.exists():
+        raise LoadError("no such file or directory")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise LoadError(f"unsupported file type '{path.suffix or path.name}' (supported: {', '.join(READERS)})")

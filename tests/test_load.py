@@ -165,8 +165,10 @@ def test_too_large_file_is_refused_before_reading(tmp_path: Path) -> None:
 
 
 def test_missing_or_unreadable_path_is_a_load_error(tmp_path: Path) -> None:
-    with pytest.raises(LoadError, match="unreadable"):
+    with pytest.raises(LoadError, match="no such file or directory"):
         load(tmp_path / "gone.txt")
+    with pytest.raises(LoadError, match="no such file or directory"):
+        load(tmp_path / "gone-without-suffix")
     folder = tmp_path / "folder.txt"
     folder.mkdir()
     (folder / "x").write_text("x")
