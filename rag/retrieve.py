@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -122,8 +121,3 @@ def to_langchain_document(candidate: Candidate) -> LCDocument:
     chunk = candidate.chunk
     meta: dict[str, Any] = {**chunk_to_metadata(chunk), "chunk_id": chunk.id, "fused_score": candidate.fused_score}
     return LCDocument(id=chunk.id, page_content=chunk.text, metadata=meta)
-
-
-def chunk_ids(candidates: Sequence[Candidate]) -> list[str]:
-    """The ids of candidates' chunks, in rank order."""
-    return [c.chunk.id for c in candidates]
