@@ -33,6 +33,14 @@ from rag.settings import Settings  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "corpus"
 ARTIFACTS = REPO / "tests" / "artifacts"
+# A small document the corpus does not hold, for upload-then-ask tests.
+LIBRARY_DOC = """---
+title: Zephyr library opens
+date: 2024-03-03
+---
+The Zephyr Municipal Library in Port Aurelia opened on 3 March 2024 with 48,000 books on its shelves.
+The building was designed by the architect Ines Marlow and has a reading garden on the roof.
+"""
 
 
 def free_port() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import LIBRARY_DOC
 
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
@@ -13,13 +14,6 @@ from rag.types import Answer, Candidate, Chunk, Citation, Document, DocumentInfo
 from ui import render
 from ui.uploads import check_upload, delete_document, ingest_uploads, sanitize_filename, uploads_dir
 
-LIBRARY_DOC = """---
-title: Zephyr library opens
-date: 2024-03-03
----
-The Zephyr Municipal Library in Port Aurelia opened on 3 March 2024 with 48,000 books on its shelves.
-The building was designed by the architect Ines Marlow and has a reading garden on the roof.
-"""
 HARBOUR_DOC = """Harbour dredging
 The port authority began dredging the northern harbour channel in May to let larger ferries dock.
 """

@@ -16,30 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ARTIFACTS, CORPUS, free_port, wait_until_up
+from conftest import ARTIFACTS, CORPUS, LIBRARY_DOC, free_port, wait_until_up
 
+from evals.bench.ui import CHROMIUM, CHROMIUM_FLAGS
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.prompts import NOTICE_LLM_FAILED
 from rag.settings import Settings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 QUESTION = "How many additional police officers did Kenya send to Haiti?"
-LIBRARY_DOC = """---
-title: Zephyr library opens
-date: 2024-03-03
----
-The Zephyr Municipal Library in Port Aurelia opened on 3 March 2024 with 48,000 books on its shelves.
-The building was designed by the architect Ines Marlow and has a reading garden on the roof.
-"""
 LIBRARY_QUESTION = "How many books did the Zephyr Municipal Library open with?"
 ANSWER_TIMEOUT_MS = 90_000  # MiniLM on two shared cores, with other test runs beside us
 
