@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from rag.bm25 import QUERY_STOPWORDS, BM25Index, tokenize
+from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, term_weights, tokenize
 from rag.prompts import ABSTAIN
 from rag.text import sentence_spans
 from rag.types import Candidate, Chunk, Citation
@@ -92,20 +89,20 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 class Weights:
     """How evidence signals rank sentences and decide abstention.
 
-    The confidence weights and threshold were calibrated on SQuAD 2.0 dev (800 questions, seed 1) and the seed
-    set, keeping every seed near-miss abstaining; see BENCHMARKS.md.
+    Sentence and confidence weights and the threshold were grid-searched on SQuAD 2.0 dev (800 questions,
+    seed 1, none from the seed-0 benchmark sample) and the seed set, keeping every seed near-miss abstaining;
+    see BENCHMARKS.md. `semantic` is a sentence's stored (late-chunked) vector's cosine to the question.
     """
 
-    semantic: float = 0.55
-    lexical: float = 0.45
+    semantic: float = 0.45
+    lexical: float = 0.55
     chunk_prior: float = 0.05
-    shortlist: int = 5
     extra_sentence_ratio: float = 0.75
     confidence_semantic: float = 0.45
-    confidence_coverage: float = 0.3
+    confidence_coverage: float = 0.4
     type_penalty: float = 0.2
     type_noun_weight: float = 0.3
-    abstain_below: float = 0.36
+    abstain_below: float = 0.39
 
 
 @dataclass
@@ -174,30 +171,21 @@ def satisfies_type(text: str, kind: str | None) -> bool:
     return bool(re.search(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+", text.strip()))
 
 
-def term_weights(terms: Sequence[str], index: BM25Index) -> dict[str, float]:
-    """IDF of each query term in the collection; a term the collection never uses weighs the most."""
-    n = max(len(index.chunks), 1)
-    weights = {}
-    for term in dict.fromkeys(terms):
-        df = index.document_frequency(term)
-        weights[term] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-    return weights
-
-
-def coverage(weights: dict[str, float], found: frozenset[str] | set[str]) -> float:
-    """Share of the query's term weight present in `found`."""
-    total = sum(weights.values())
-    return sum(w for t, w in weights.items() if t in found) / total if total else 0.0
-
-
 def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
-    """Every distinct sentence of the candidate chunks, remembering the best rank of its chunk."""
+    """Every distinct sentence of the candidate chunks, remembering the best rank of its chunk.
+
+    Candidates bring their sentences' cosines to the question (HybridSearch.score_sentences); a chunk stored
+    without sentence vectors offers its sentences on their terms alone (cosine 0).
+    """
     seen: set[tuple[str, int, int]] = set()
     out = []
     for candidate in candidates:
         chunk = candidate.chunk
-        for start, end in sentence_spans(chunk.text):
-            sentence = Sentence(chunk, start, end, candidate.fused_rank, frozenset(tokenize(chunk.text[start:end])))
+        scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
+        for start, end, cosine in scored:
+            sentence = Sentence(
+                chunk, start, end, candidate.fused_rank, frozenset(tokenize(chunk.text[start:end])), semantic=cosine
+            )
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)
@@ -209,8 +197,6 @@ def extract_answer(
     candidates: Sequence[Candidate],
     *,
     index: BM25Index,
-    encode: Callable[[list[str]], np.ndarray],
-    focus_vector: Sequence[float],
     focus: str | None = None,
     max_sentences: int = 3,
     weights: Weights = Weights(),
@@ -218,7 +204,7 @@ def extract_answer(
     """Choose up to max_sentences sentences that answer the question, or abstain when the evidence is weak.
 
     `focus` is the question text whose terms must be covered (a follow-up's own words; retrieval may have used
-    a longer, condensed query) and `focus_vector` its embedding.
+    a longer, condensed query); the candidates' sentence scores must be cosines to it.
     """
     focus = focus or question
     terms = tokenize(focus, drop=QUERY_STOPWORDS)
@@ -230,14 +216,9 @@ def extract_answer(
         idf[term] *= weights.type_noun_weight
     for s in sentences:
         s.lexical = coverage(idf, s.terms)
-    # Embed only the lexically most promising sentences: the model is the slowest step on a CPU.
-    shortlist = sorted(sentences, key=lambda s: (-s.lexical, s.chunk_rank))[: weights.shortlist]
-    vectors = encode([s.text for s in shortlist])
-    query = np.asarray(focus_vector, dtype=np.float32)
-    for s, vector in zip(shortlist, vectors, strict=True):
-        s.semantic = float(np.dot(query, vector))
+    for s in sentences:
         s.score = weights.semantic * s.semantic + weights.lexical * s.lexical + weights.chunk_prior / s.chunk_rank
-    ranked = sorted(shortlist, key=lambda s: -s.score)
+    ranked = sorted(sentences, key=lambda s: -s.score)
     best = ranked[0]
     chosen = [best]
     found = set(best.terms)

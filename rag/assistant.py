@@ -149,12 +149,11 @@ class Assistant:
         index = self.search.bm25()
         context = candidates + self.earlier_answer_chunks(history, index, exclude={c.chunk.id for c in candidates})
         retrieved_ms = elapsed_ms(started)
+        context = self.search.score_sentences(context, self.search.query_vector(question))
         extraction = extract_answer(
             question,
             context,
             index=index,
-            encode=self.embeddings.encode_cached,
-            focus_vector=self.search.query_vector(question),
             focus=question if history else None,
             max_sentences=self.settings.max_answer_sentences,
         )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +118,22 @@ def index_text(chunk: Chunk) -> str:
     return f"{chunk.title.replace('_', ' ')}\n{chunk.text}"
 
 
+def term_weights(terms: Sequence[str], index: BM25Index) -> dict[str, float]:
+    """IDF of each query term in the collection; a term the collection never uses weighs the most."""
+    n = max(len(index.chunks), 1)
+    weights = {}
+    for term in dict.fromkeys(terms):
+        df = index.document_frequency(term)
+        weights[term] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    return weights
+
+
+def coverage(weights: dict[str, float], found: frozenset[str] | set[str]) -> float:
+    """Share of the query's term weight present in `found`."""
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in found) / total if total else 0.0
+
+
 @dataclass
 class BM25Index:
     """A bm25s retriever plus the chunks it ranks, tagged with the collection revision it was built from."""
@@ -123,6 +141,10 @@ class BM25Index:
     retriever: bm25s.BM25 | None
     chunks: list[Chunk]
     revision: str
+    by_id: dict[str, Chunk] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {c.id: c for c in self.chunks}
 
     @classmethod
     def build(cls, chunks: list[Chunk], revision: str) -> BM25Index:

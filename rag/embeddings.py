@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from rag.types import PassageVectors, SentenceVectors
+
 if TYPE_CHECKING:
     from rag.bert import NumpyBert
     from rag.settings import Settings
@@ -117,6 +119,46 @@ class LocalEmbeddings(Embeddings):
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def encode_passages(self, texts: list[str]) -> list[PassageVectors]:
+        """Each text's vector and its sentences' vectors, from one forward pass ("late chunking").
+
+        A sentence's vector is the mean of its own token states, normalised: the tokens were read in the context
+        of the whole passage, so "the mission" in one sentence still knows which mission. Sentences past the
+        model's token limit are encoded on their own.
+        """
+        from rag.text import sentence_spans
+
+        if not texts:
+            return []
+        model = self.model
+        outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=False)
+        offsets = model.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=model.max_seq_length)[
+            "offset_mapping"
+        ]
+        passages: list[PassageVectors] = []
+        overflow: list[tuple[int, int, str]] = []  # (passage, sentence, text) of sentences the model cut off
+        for p, (text, output, token_spans) in enumerate(zip(texts, outputs, offsets, strict=True)):
+            spans = sentence_spans(text)
+            tokens = output["token_embeddings"][: len(token_spans)].float().numpy()
+            vectors = np.zeros((len(spans), tokens.shape[1]), dtype=np.float32)
+            token_ends = np.array([end if end > start else -1 for start, end in token_spans])
+            token_starts = np.array([start for start, _ in token_spans])
+            for s, (start, end) in enumerate(spans):
+                inside = (token_starts >= start) & (token_ends <= end) & (token_ends > 0)
+                if inside.any():
+                    mean = tokens[inside].mean(axis=0)
+                    vectors[s] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+                else:
+                    overflow.append((p, s, text[start:end]))
+            passages.append(
+                PassageVectors(output["sentence_embedding"].float().numpy(), SentenceVectors(spans, vectors))
+            )
+        if overflow:
+            alone = self.encode_with_model([sentence for _, _, sentence in overflow])
+            for (p, s, _), vector in zip(overflow, alone, strict=True):
+                passages[p].sentences.vectors[s] = vector
+        return passages
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts for storage."""

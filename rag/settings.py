@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         default=0.5, ge=0, description="Weight of the vector ranking in reciprocal rank fusion."
     )
     rrf_k: int = Field(default=10, ge=1, description="The k constant of reciprocal rank fusion.")
+    rerank: bool = Field(
+        default=True, description="Re-rank the fused candidates by BM25 and their best sentences (hybrid only)."
+    )
 
     # Answers
     mode: AnswerMode = Field(

@@ -6,29 +6,36 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from rag.types import Chunk, Document, DocumentInfo, RagError, StoreUnavailable
+import numpy as np
+
+from rag.types import Chunk, Document, DocumentInfo, PassageVectors, RagError, SentenceVectors, StoreUnavailable
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
-    from langchain_chroma import Chroma
+    from chromadb.api.types import Metadata, Where
 
     from rag.embeddings import LocalEmbeddings
     from rag.settings import Settings
+    from rag.vectorstore import ChunkVectorStore
 
 log = logging.getLogger(__name__)
 
 # Chroma refuses larger upserts; see chromadb's max_batch_size.
 MAX_CHROMA_BATCH = 5461
 REVISION_KEY = "rag_revision"
+# Chunks whose sentence vectors stay in memory (about 8 KB each).
+SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
 
@@ -55,6 +62,16 @@ def make_client(settings: Settings) -> ClientAPI:
         )
     except Exception as exc:  # chromadb raises bare ValueError/ConnectionError/httpx errors here
         raise StoreUnavailable(settings.chroma_url, one_line(exc)) from exc
+
+
+def sentence_collection_name(collection: str) -> str:
+    """The sibling collection holding a collection's sentence vectors."""
+    return f"{collection}.sentences"
+
+
+def of_chunks(chunk_ids: Sequence[str]) -> Where:
+    """A Chroma filter for the sentences of these chunks."""
+    return cast("Where", {"chunk_id": {"$in": list(chunk_ids)}})  # the stubs can't infer the "$in" literal
 
 
 def one_line(exc: BaseException) -> str:
@@ -93,6 +110,9 @@ class Store:
     def __init__(self, settings: Settings, embeddings: LocalEmbeddings) -> None:
         self.settings = settings
         self.embeddings = embeddings
+        # Chunk ids hash the chunk's content, so a chunk's sentence vectors never change: cache them.
+        self._sentence_cache: OrderedDict[str, SentenceVectors] = OrderedDict()
+        self._sentence_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -115,16 +135,57 @@ class Store:
             )
 
     @cached_property
-    def vectorstore(self) -> Chroma:
-        """The same collection as a LangChain VectorStore, embedding with our model."""
-        from langchain_chroma import Chroma
+    def sentences(self) -> Collection:
+        """The sibling collection of sentence vectors, one record per sentence of every chunk."""
+        with self.translate_errors():
+            return self.client.get_or_create_collection(
+                sentence_collection_name(self.settings.collection),
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+
+    @cached_property
+    def vectorstore(self) -> ChunkVectorStore:
+        """The collection as a LangChain VectorStore, embedding with our model and writing sentence vectors too."""
+        from rag.vectorstore import ChunkVectorStore
 
         self.collection  # noqa: B018 - create it with our configuration before LangChain opens it
-        return Chroma(
-            collection_name=self.settings.collection,
-            embedding_function=self.embeddings,
-            client=self.client,
-        )
+        return ChunkVectorStore(self)
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+        vectors: Sequence[PassageVectors],
+    ) -> None:
+        """Write chunks and their sentence vectors; sentences go first, so a chunk never lacks them."""
+        sentence_ids: list[str] = []
+        sentence_vectors: list[np.ndarray] = []
+        sentence_meta: list[Metadata] = []
+        for chunk_id, meta, passage in zip(ids, metadatas, vectors, strict=True):
+            for n, ((start, end), vector) in enumerate(
+                zip(passage.sentences.spans, passage.sentences.vectors, strict=True)
+            ):
+                sentence_ids.append(f"{chunk_id}#{n}")
+                sentence_vectors.append(vector)
+                sentence_meta.append(
+                    {"chunk_id": chunk_id, "source": meta["source"], "title": meta["title"], "start": start, "end": end}
+                )
+        with self.translate_errors():
+            for i in range(0, len(sentence_ids), MAX_CHROMA_BATCH):
+                part = slice(i, i + MAX_CHROMA_BATCH)
+                self.sentences.upsert(
+                    ids=sentence_ids[part], embeddings=sentence_vectors[part], metadatas=sentence_meta[part]
+                )
+            for i in range(0, len(ids), MAX_CHROMA_BATCH):
+                part = slice(i, i + MAX_CHROMA_BATCH)
+                self.collection.upsert(
+                    ids=list(ids[part]),
+                    embeddings=[v.vector for v in vectors[part]],
+                    metadatas=list(metadatas[part]),
+                    documents=list(texts[part]),
+                )
 
     def translate_errors(self) -> Any:
         """A context manager that turns a Chroma server's connection failures into one-line StoreUnavailable."""
@@ -166,24 +227,6 @@ class Store:
                 yield chunk_from_record(chunk_id, text or "", dict(meta or {}))
             offset += len(ids)
 
-    def query(
-        self, vector: Sequence[float], n: int, *, where: dict[str, Any] | None = None
-    ) -> list[tuple[Chunk, float]]:
-        """The n nearest chunks with their cosine similarity."""
-        with self.translate_errors():
-            found = self.collection.query(
-                query_embeddings=[list(vector)],  # type: ignore[arg-type]  # chromadb's stubs want numpy
-                n_results=n,
-                where=where,
-                include=["documents", "metadatas", "distances"],
-            )
-        ids, docs = found["ids"][0], (found["documents"] or [[]])[0]
-        metas, dists = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
-        return [
-            (chunk_from_record(i, d or "", dict(m or {})), 1.0 - float(dist))
-            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
-        ]
-
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order given (missing ones are skipped)."""
         if not ids:
@@ -197,10 +240,54 @@ class Store:
         return [by_id[i] for i in ids if i in by_id]
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove chunks by id."""
+        """Remove chunks by id, and their sentence vectors."""
         for i in range(0, len(ids), MAX_CHROMA_BATCH):
+            part = list(ids[i : i + MAX_CHROMA_BATCH])
             with self.translate_errors():
-                self.collection.delete(ids=list(ids[i : i + MAX_CHROMA_BATCH]))
+                self.collection.delete(ids=part)
+                self.sentences.delete(where=of_chunks(part))
+
+    def query_sentences(
+        self, vector: Sequence[float], n: int, *, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """The n sentences nearest the vector, as (chunk id, cosine similarity)."""
+        with self.translate_errors():
+            found = self.sentences.query(
+                query_embeddings=[list(vector)],  # type: ignore[arg-type]  # chromadb's stubs want numpy
+                n_results=n,
+                where=where,
+                include=["metadatas", "distances"],
+            )
+        metas, dists = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
+        return [(str((m or {})["chunk_id"]), 1.0 - float(d)) for m, d in zip(metas, dists, strict=True)]
+
+    def sentence_vectors(self, chunk_ids: Sequence[str]) -> dict[str, SentenceVectors]:
+        """Each chunk's sentence spans (offsets into the chunk) and unit vectors, in text order."""
+        with self._sentence_lock:
+            out = {i: self._sentence_cache[i] for i in chunk_ids if i in self._sentence_cache}
+            for i in out:
+                self._sentence_cache.move_to_end(i)
+        missing = [i for i in chunk_ids if i not in out]
+        if not missing:
+            return out
+        with self.translate_errors():
+            page = self.sentences.get(where=of_chunks(missing), include=["embeddings", "metadatas"])
+        rows: dict[str, list[tuple[int, int, Any]]] = {}
+        for meta, vector in zip(
+            page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
+        ):
+            rows.setdefault(str(meta["chunk_id"]), []).append((int(meta["start"]), int(meta["end"]), vector))  # type: ignore[arg-type]
+        fetched = {}
+        for chunk_id, found in rows.items():
+            found.sort(key=lambda row: row[0])
+            fetched[chunk_id] = SentenceVectors(
+                [(start, end) for start, end, _ in found], np.asarray([v for *_, v in found], dtype=np.float32)
+            )
+        with self._sentence_lock:
+            self._sentence_cache.update(fetched)
+            while len(self._sentence_cache) > SENTENCE_CACHE_CHUNKS:
+                self._sentence_cache.popitem(last=False)
+        return out | fetched
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed documents, grouped from chunk metadata (so server mode sees every client's ingests)."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Turn = tuple[str, str]
 """One earlier exchange of a conversation: (question, answer)."""
@@ -62,7 +66,11 @@ class Candidate(BaseModel):
     bm25_rank: int | None = None
     bm25_score: float | None = None
     vector_rank: int | None = None
-    vector_score: float | None = Field(default=None, description="Cosine similarity to the query.")
+    vector_score: float | None = Field(default=None, description="Cosine similarity of its best sentence.")
+    rerank_score: float | None = None
+    sentence_scores: tuple[tuple[int, int, float], ...] = Field(
+        default=(), description="(start, end, cosine to the query) of each sentence, offsets into the chunk."
+    )
 
 
 class Citation(BaseModel):
@@ -204,3 +212,19 @@ class LoadError(RagError):
 
 class LLMError(RagError):
     """The LLM endpoint failed; callers fall back to the extractive answer."""
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """Sentence spans (offsets into their passage) and one unit vector per span, in text order."""
+
+    spans: list[tuple[int, int]]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class PassageVectors:
+    """A passage's unit vector and its sentences' vectors."""
+
+    vector: np.ndarray
+    sentences: SentenceVectors

@@ -8,6 +8,7 @@ import numpy as np
 
 from rag.bert import NumpyBert
 from rag.embeddings import LocalEmbeddings, default_model_path
+from rag.text import sentence_spans
 
 TEXTS = [
     "How many additional police officers did Kenya send to Haiti?",
@@ -45,3 +46,22 @@ def test_a_question_in_a_fresh_process_does_not_import_sentence_transformers():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "(1, 384) False False"
+
+
+def test_passage_vectors_come_from_one_pass_and_overflowing_sentences_are_encoded_alone(
+    embeddings: LocalEmbeddings,
+):
+    filler = " ".join(f"Clause {n} adds words about the harbour, the ferry and the market." for n in range(30))
+    passage = f"The ferry to Lamu leaves at dawn. {filler} The last sentence lies past the token limit."
+    [vectors] = embeddings.encode_passages([passage])
+    assert np.allclose(vectors.vector, embeddings.encode_with_model([passage])[0], atol=1e-5)
+    assert vectors.sentences.spans == sentence_spans(passage)
+    assert np.allclose(np.linalg.norm(vectors.sentences.vectors, axis=1), 1.0, atol=1e-5)
+    last_start, last_end = vectors.sentences.spans[-1]
+    alone = embeddings.encode_with_model([passage[last_start:last_end]])[0]
+    assert np.allclose(vectors.sentences.vectors[-1], alone, atol=1e-5)  # beyond 256 tokens: encoded on its own
+    first_start, first_end = vectors.sentences.spans[0]
+    in_context = vectors.sentences.vectors[0]
+    alone = embeddings.encode_with_model([passage[first_start:first_end]])[0]
+    # Read in context (its own tokens' states), not alone, yet still about the same thing.
+    assert 0.5 < float(in_context @ alone) < 0.999

@@ -16,7 +16,7 @@ from rag.bm25 import index_folder, load_bm25
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store
-from rag.types import Chunk, IngestReport
+from rag.types import Chunk, IngestReport, PassageVectors
 
 MakeSettings = Callable[..., Settings]
 
@@ -48,9 +48,9 @@ class CountingEmbeddings(LocalEmbeddings):
         super().__init__()
         self.embedded: list[str] = []
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+    def encode_passages(self, texts: list[str]) -> list[PassageVectors]:
         self.embedded.extend(texts)
-        return super().embed_documents(texts)
+        return super().encode_passages(texts)
 
 
 @pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])

@@ -10,6 +10,7 @@ from ingest import ingest_paths, remove_source
 from rag.assistant import Assistant
 from rag.retrieve import fuse
 from rag.settings import Settings
+from rag.text import sentence_spans
 from rag.types import Chunk
 
 
@@ -111,3 +112,20 @@ def test_removed_document_leaves_both_rankings(tmp_path: Path, embeddings):
     for method in ("bm25", "vector"):
         found = assistant.retrieve("barn owls voles", k=5, method=method)  # type: ignore[arg-type]
         assert all(c.chunk.source != owls for c in found), method
+
+
+def test_rerank_scores_each_sentence_from_stored_vectors(seeded_assistant: Assistant):
+    top = seeded_assistant.retrieve("How many additional police officers did Kenya send to Haiti?", k=3)
+    scores = [c.rerank_score for c in top]
+    assert None not in scores and scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+    best = top[0]
+    assert [(s, e) for s, e, _ in best.sentence_scores] == sentence_spans(best.chunk.text)
+    start, end, _ = max(best.sentence_scores, key=lambda row: row[2])
+    assert "270 additional police officers" in best.chunk.text[start:end]
+
+
+def test_rerank_can_be_turned_off(seeded_home: Path, embeddings):
+    plain = Assistant(Settings(home=seeded_home, rerank=False), embeddings=embeddings)
+    found = plain.retrieve("Who pledged $300 million?", k=3)
+    assert [c.fused_rank for c in found] == [1, 2, 3]
+    assert all(c.rerank_score is None for c in found)

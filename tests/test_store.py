@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import free_port
 
@@ -14,7 +15,7 @@ from rag.store import DocumentTexts, Store, chunk_from_record, chunk_to_metadata
 from rag.types import Chunk, Document, PageSpan, StoreUnavailable
 
 TEXTS = {
-    "a.txt": ["The ferry to Lamu leaves at dawn.", "Tickets cost five hundred shillings."],
+    "a.txt": ["The ferry to Lamu leaves at dawn. It returns at noon.", "Tickets cost five hundred shillings."],
     "b.pdf": ["Masinga dam reached capacity in May.", "Engineers opened two spillways.", "Farmers moved cattle."],
 }
 
@@ -39,11 +40,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, embeddings: LocalEmbed
     settings = Settings(home=tmp_path / "rag", chroma_url=url, collection=f"store-{uuid.uuid4().hex[:12]}")
     store = Store(settings, embeddings)
     chunks = [make_chunk(source, n, text) for source, texts in TEXTS.items() for n, text in enumerate(texts)]
-    store.collection.add(
-        ids=[c.id for c in chunks],
-        embeddings=embeddings.encode([c.text for c in chunks]),
-        documents=[c.text for c in chunks],
-        metadatas=[chunk_to_metadata(c) for c in chunks],
+    texts = [c.text for c in chunks]
+    store.upsert(
+        [c.id for c in chunks], texts, [chunk_to_metadata(c) for c in chunks], embeddings.encode_passages(texts)
     )
     return store
 
@@ -63,15 +62,24 @@ def test_count_iterate_and_get_in_order(store: Store) -> None:
     assert got[0] == make_chunk("b.pdf", 2, TEXTS["b.pdf"][2])
 
 
-def test_query_returns_cosine_similarity_and_honours_where(store: Store, embeddings: LocalEmbeddings) -> None:
-    vector = embeddings.embed_query("Masinga dam reached capacity in May.")
-    hits = store.query(vector, 3)
-    assert hits[0][0].id == "b-0"
-    assert hits[0][1] == pytest.approx(1.0, abs=1e-3)
+def test_chunk_vectors_are_the_models_and_sentences_get_their_own(store: Store, embeddings: LocalEmbeddings) -> None:
+    stored = store.collection.get(ids=["a-0"], include=["embeddings"])["embeddings"][0]
+    assert stored == pytest.approx(embeddings.encode_with_model([TEXTS["a.txt"][0]])[0], abs=1e-5)
+    sentences = store.sentence_vectors(["a-0", "b-1", "missing"])
+    assert set(sentences) == {"a-0", "b-1"}
+    assert sentences["a-0"].spans == [(0, 33), (34, 53)]  # "The ferry ... dawn." and "It returns at noon."
+    assert sentences["a-0"].vectors.shape == (2, 384)
+    assert np.linalg.norm(sentences["a-0"].vectors, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+
+
+def test_query_sentences_returns_cosine_similarity_and_honours_where(store: Store, embeddings: LocalEmbeddings) -> None:
+    vector = embeddings.embed_query("When does the ferry come back?")
+    hits = store.query_sentences(vector, 3)
+    assert hits[0][0] == "a-0"  # found by its second sentence, which the chunk's own vector blurs
     assert all(-1.0 - 1e-4 <= score <= 1.0 + 1e-4 for _, score in hits)  # float32 rounding
     assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
-    only_a = store.query(vector, 5, where={"source": "a.txt"})
-    assert {c.source for c, _ in only_a} == {"a.txt"} and len(only_a) == 2
+    only_b = store.query_sentences(vector, 10, where={"source": "b.pdf"})
+    assert {chunk_id for chunk_id, _ in only_b} == {"b-0", "b-1", "b-2"}
 
 
 def test_documents_are_grouped_from_chunk_metadata(store: Store) -> None:
@@ -87,6 +95,7 @@ def test_delete_and_revision_seen_by_another_client(store: Store, embeddings: Lo
     assert token != before and other.revision() == token
     store.delete(["a-0", "a-1"])
     assert other.count() == 3
+    assert other.sentences.count() == 3  # their sentences went with them
     assert {d.source for d in other.documents()} == {"b.pdf"}
 
 

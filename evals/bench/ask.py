@@ -23,7 +23,7 @@ from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import MAX_CHROMA_BATCH, chunk_to_metadata
-from rag.types import Chunk
+from rag.types import Chunk, PassageVectors, SentenceVectors
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_QA = REPO / "evals" / "data" / "seed_qa.jsonl"
@@ -75,7 +75,7 @@ def seed_questions() -> list[str]:
 def synthetic_collection(embeddings: LocalEmbeddings, home: Path) -> Assistant:
     """100,000 chunks of Zipf-distributed words with random unit vectors: latency depends on size, not meaning."""
     assistant = Assistant(Settings(home=home, collection="synthetic-100k"), embeddings=embeddings)
-    if assistant.store.count() == SYNTHETIC_CHUNKS:
+    if assistant.store.count() == SYNTHETIC_CHUNKS and assistant.store.sentences.count() == SYNTHETIC_CHUNKS:
         return assistant
     rng = np.random.default_rng(0)
     vocabulary = [f"w{i}" for i in range(30_000)]
@@ -99,11 +99,15 @@ def synthetic_collection(embeddings: LocalEmbeddings, home: Path) -> Assistant:
         chunks = [c.model_copy(update={"end": len(c.text)}) for c in chunks]
         vectors = rng.normal(size=(n, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        assistant.store.collection.upsert(
-            ids=[c.id for c in chunks],
-            documents=[c.text for c in chunks],
-            metadatas=[chunk_to_metadata(c) for c in chunks],  # type: ignore[misc]
-            embeddings=vectors,
+        # Each synthetic chunk is one sentence, so its sentence vector is its chunk vector.
+        assistant.store.upsert(
+            [c.id for c in chunks],
+            [c.text for c in chunks],
+            [chunk_to_metadata(c) for c in chunks],
+            [
+                PassageVectors(v, SentenceVectors([(0, c.end)], v[None, :]))
+                for c, v in zip(chunks, vectors, strict=True)
+            ],
         )
     assistant.store.bump_revision()
     return assistant
