@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, term_weights, tokenize
+from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_weights, tokenize
 from rag.prompts import ABSTAIN
 from rag.text import sentence_spans
 from rag.types import Candidate, Chunk, Citation
@@ -182,10 +182,9 @@ def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
     for candidate in candidates:
         chunk = candidate.chunk
         scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
-        for start, end, cosine in scored:
-            sentence = Sentence(
-                chunk, start, end, candidate.fused_rank, frozenset(tokenize(chunk.text[start:end])), semantic=cosine
-            )
+        terms = sentence_terms(chunk.text, tuple((start, end) for start, end, _ in scored))
+        for (start, end, cosine), held in zip(scored, terms, strict=True):
+            sentence = Sentence(chunk, start, end, candidate.fused_rank, held, semantic=cosine)
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)

@@ -10,7 +10,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,12 @@ def tokenize(text: str, *, drop: frozenset[str] = frozenset()) -> list[str]:
 def index_text(chunk: Chunk) -> str:
     """What BM25 sees for a chunk: its title too, so a question naming the document's subject finds it."""
     return f"{chunk.title.replace('_', ' ')}\n{chunk.text}"
+
+
+@lru_cache(maxsize=65_536)
+def sentence_terms(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[frozenset[str], ...]:
+    """The stemmed terms of each sentence span (cached: the same chunks come back question after question)."""
+    return tuple(frozenset(tokenize(text[start:end])) for start, end in spans)
 
 
 def term_weights(terms: Sequence[str], index: BM25Index) -> dict[str, float]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from rag.text import sentence_spans
 from rag.types import PassageVectors, SentenceVectors
 
 if TYPE_CHECKING:
@@ -127,8 +128,6 @@ class LocalEmbeddings(Embeddings):
         of the whole passage, so "the mission" in one sentence still knows which mission. Sentences past the
         model's token limit are encoded on their own.
         """
-        from rag.text import sentence_spans
-
         if not texts:
             return []
         model = self.model

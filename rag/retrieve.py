@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -13,7 +12,7 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, load_bm25, term_weights, tokenize
+from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, load_bm25, sentence_terms, term_weights, tokenize
 from rag.store import Store, chunk_to_metadata
 from rag.types import Candidate, Chunk, IndexNotFound
 
@@ -42,12 +41,6 @@ class RerankWeights:
     bm25: float = 1.0
     sentence: float = 1.65
     joint: float = 0.6
-
-
-@lru_cache(maxsize=65_536)
-def sentence_terms(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[frozenset[str], ...]:
-    """The stemmed terms of each sentence span (cached: the same chunks come back question after question)."""
-    return tuple(frozenset(tokenize(text[start:end])) for start, end in spans)
 
 
 def chroma_where(where: dict[str, str] | None) -> dict[str, Any] | None:

@@ -45,13 +45,23 @@ def test_hybrid_finds_the_270_sentence_by_every_method(seeded_assistant: Assista
     assert hybrid[0].bm25_rank is not None and hybrid[0].vector_rank is not None
 
 
-def test_filters_by_source_and_title(tmp_path: Path, embeddings):
+def assistant_over(tmp_path: Path, embeddings, notes: dict[str, tuple[str, str]]) -> tuple[Assistant, Path]:
+    """An assistant over a fresh folder of titled Markdown notes ({file name: (title, text)}), ingested."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "rain.md").write_text("---\ntitle: Rain report\n---\nHeavy rain flooded the valley roads on Monday.\n")
-    (docs / "sun.md").write_text("---\ntitle: Sun report\n---\nA heat wave dried the valley rivers on Tuesday.\n")
+    for name, (title, text) in notes.items():
+        (docs / name).write_text(f"---\ntitle: {title}\n---\n{text}\n")
     assistant = Assistant(Settings(home=tmp_path / "rag"), embeddings=embeddings)
     ingest_paths([docs], settings=assistant.settings, store=assistant.store)
+    return assistant, docs
+
+
+def test_filters_by_source_and_title(tmp_path: Path, embeddings):
+    notes = {
+        "rain.md": ("Rain report", "Heavy rain flooded the valley roads on Monday."),
+        "sun.md": ("Sun report", "A heat wave dried the valley rivers on Tuesday."),
+    }
+    assistant, docs = assistant_over(tmp_path, embeddings, notes)
     only_sun = assistant.retrieve("valley rain", k=5, where={"title": "Sun report"})
     assert only_sun and {c.chunk.title for c in only_sun} == {"Sun report"}
     rain_source = str((docs / "rain.md").resolve())
@@ -100,12 +110,11 @@ def test_stale_bm25_index_is_rebuilt_from_the_collection(tmp_path: Path, embeddi
 
 
 def test_removed_document_leaves_both_rankings(tmp_path: Path, embeddings):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "owls.md").write_text("---\ntitle: Owls\n---\nBarn owls hunt voles in the meadow at dusk.\n")
-    (docs / "bees.md").write_text("---\ntitle: Bees\n---\nHoney bees forage on clover in the meadow.\n")
-    assistant = Assistant(Settings(home=tmp_path / "rag"), embeddings=embeddings)
-    ingest_paths([docs], settings=assistant.settings, store=assistant.store)
+    notes = {
+        "owls.md": ("Owls", "Barn owls hunt voles in the meadow at dusk."),
+        "bees.md": ("Bees", "Honey bees forage on clover in the meadow."),
+    }
+    assistant, docs = assistant_over(tmp_path, embeddings, notes)
     assert assistant.retrieve("barn owls voles", k=1, method="bm25")[0].chunk.title == "Owls"
     owls = str((docs / "owls.md").resolve())
     assert remove_source(owls, settings=assistant.settings, store=assistant.store) == 1
