@@ -48,7 +48,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff format --check rag ingest ui evals tests
 	$(VENV)/bin/ruff check rag ingest ui evals tests
-	$(VENV)/bin/mypy rag ingest
+	$(VENV)/bin/mypy rag ingest ui evals
 
 clean:
 	rm -rf .rag tests/artifacts bench-out

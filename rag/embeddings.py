@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ from rag.types import PassageVectors, SentenceVectors
 
 if TYPE_CHECKING:
     from rag.bert import NumpyBert
-    from rag.settings import Settings
+    from rag.settings import EmbedPrecision, Settings
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -30,6 +32,15 @@ def default_model_path() -> str:
 
 
 _LOADED: set[str] = set()
+
+
+def has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU multiplies bfloat16 matrices in hardware (Intel AMX), where bfloat16 is ~2.4x faster."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
 
 
 @cache
@@ -52,9 +63,17 @@ def _load_model(path: str) -> Any:
 class LocalEmbeddings(Embeddings):
     """Normalised MiniLM vectors; the model is loaded on first use so `rag --help` stays instant."""
 
-    def __init__(self, model_path: str | None = None, *, batch_size: int = 32, cache_size: int = 20_000) -> None:
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        batch_size: int = 32,
+        precision: EmbedPrecision = "auto",
+        cache_size: int = 20_000,
+    ) -> None:
         self.model_path = model_path
         self.batch_size = batch_size
+        self.precision = precision
         self.cache_size = cache_size
         self._lock = threading.Lock()
         self._cache_lock = threading.Lock()
@@ -83,6 +102,26 @@ class LocalEmbeddings(Embeddings):
     def warm_up(self) -> None:
         """Load the sentence-transformers model now (about 6 s), for the fastest answers afterwards."""
         self.model  # noqa: B018
+
+    @cached_property
+    def bulk_precision(self) -> str:
+        """The number format of bulk encoding, with "auto" resolved for this CPU."""
+        if self.precision == "auto":
+            return "bfloat16" if has_amx_bf16() else "float32"
+        return self.precision
+
+    @contextlib.contextmanager
+    def _bulk(self) -> Iterator[None]:
+        # Autocast runs the matrix products in bfloat16 and keeps layer norms, softmax and pooling in float32:
+        # vectors stay within 2e-5 cosine of float32. Its weight casts cost ~7 ms a call, so one question is faster
+        # in float32, which is why only bulk encoding uses it.
+        if self.bulk_precision != "bfloat16":
+            yield
+            return
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
 
     @cached_property
     def _numpy_bert(self) -> NumpyBert | None:
@@ -131,7 +170,8 @@ class LocalEmbeddings(Embeddings):
         if not texts:
             return []
         model = self.model
-        outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=False)
+        with self._bulk():
+            outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=False)
         offsets = model.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=model.max_seq_length)[
             "offset_mapping"
         ]
@@ -154,7 +194,8 @@ class LocalEmbeddings(Embeddings):
                 PassageVectors(output["sentence_embedding"].float().numpy(), SentenceVectors(spans, vectors))
             )
         if overflow:
-            alone = self.encode_with_model([sentence for _, _, sentence in overflow])
+            with self._bulk():
+                alone = self.encode_with_model([sentence for _, _, sentence in overflow])
             for (p, s, _), vector in zip(overflow, alone, strict=True):
                 passages[p].sentences.vectors[s] = vector
         return passages
@@ -163,7 +204,8 @@ class LocalEmbeddings(Embeddings):
         """Embed texts for storage."""
         if not texts:
             return []
-        return self.encode_with_model(list(texts)).tolist()
+        with self._bulk():
+            return self.encode_with_model(list(texts)).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query."""
@@ -172,4 +214,6 @@ class LocalEmbeddings(Embeddings):
 
 def make_embeddings(settings: Settings) -> LocalEmbeddings:
     """The embedding model named by the settings (bundled MiniLM unless RAG_EMBED_MODEL is a path)."""
-    return LocalEmbeddings(settings.embed_model, batch_size=settings.embed_batch_size)
+    return LocalEmbeddings(
+        settings.embed_model, batch_size=settings.embed_batch_size, precision=settings.embed_precision
+    )

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AnswerMode = Literal["auto", "extractive", "llm"]
+EmbedPrecision = Literal["auto", "float32", "bfloat16"]
 
 
 class Settings(BaseSettings):
@@ -33,6 +34,11 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(
         default=32, ge=1, description="Texts per SentenceTransformer.encode batch (smaller batches pad less)."
+    )
+    embed_precision: EmbedPrecision = Field(
+        default="auto",
+        description="Number format of bulk (ingest) encoding; auto: bfloat16 where the CPU has AMX-BF16, "
+        "else float32. Questions are always encoded in float32.",
     )
 
     # Ingest

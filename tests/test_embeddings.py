@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.bert import NumpyBert
-from rag.embeddings import LocalEmbeddings, default_model_path
+from rag.embeddings import LocalEmbeddings, default_model_path, has_amx_bf16
 from rag.text import sentence_spans
 
 TEXTS = [
@@ -48,9 +48,8 @@ def test_a_question_in_a_fresh_process_does_not_import_sentence_transformers():
     assert done.stdout.strip() == "(1, 384) False False"
 
 
-def test_passage_vectors_come_from_one_pass_and_overflowing_sentences_are_encoded_alone(
-    embeddings: LocalEmbeddings,
-):
+def test_passage_vectors_come_from_one_pass_and_overflowing_sentences_are_encoded_alone():
+    embeddings = LocalEmbeddings(precision="float32")  # same cached model; exact comparison needs one format
     filler = " ".join(f"Clause {n} adds words about the harbour, the ferry and the market." for n in range(30))
     passage = f"The ferry to Lamu leaves at dawn. {filler} The last sentence lies past the token limit."
     [vectors] = embeddings.encode_passages([passage])
@@ -65,3 +64,26 @@ def test_passage_vectors_come_from_one_pass_and_overflowing_sentences_are_encode
     alone = embeddings.encode_with_model([passage[first_start:first_end]])[0]
     # Read in context (its own tokens' states), not alone, yet still about the same thing.
     assert 0.5 < float(in_context @ alone) < 0.999
+
+
+def test_bfloat16_bulk_vectors_stay_within_float32s_reach():
+    passages = [TEXTS[1], TEXTS[3] + " " + TEXTS[0]]
+    exact = LocalEmbeddings(precision="float32").encode_passages(passages)
+    fast = LocalEmbeddings(precision="bfloat16").encode_passages(passages)
+    for a, b in zip(exact, fast, strict=True):
+        assert float(a.vector @ b.vector) > 0.9999
+        assert a.sentences.spans == b.sentences.spans
+        assert (np.sum(a.sentences.vectors * b.sentences.vectors, axis=1) > 0.999).all()
+    documents = LocalEmbeddings(precision="bfloat16").embed_documents(passages)
+    assert float(np.dot(documents[0], exact[0].vector)) > 0.9999
+
+
+def test_auto_precision_follows_the_cpus_amx_flag(tmp_path: Path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    assert has_amx_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_bf16\n")
+    assert not has_amx_bf16(cpuinfo)
+    assert not has_amx_bf16(tmp_path / "missing")
+    assert LocalEmbeddings(precision="float32").bulk_precision == "float32"
+    assert LocalEmbeddings().bulk_precision == ("bfloat16" if has_amx_bf16() else "float32")

@@ -69,6 +69,7 @@ def project_pieces(settings: Settings, messages: list[BaseMessage], n_sources: i
 def direct_pieces(base_url: str, model: str, messages: list[BaseMessage]) -> Iterator[str]:
     """The same request through the openai SDK, nothing in between."""
     import openai
+    from openai.types.chat import ChatCompletionChunk
 
     client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
     stream = client.chat.completions.create(
@@ -80,7 +81,7 @@ def direct_pieces(base_url: str, model: str, messages: list[BaseMessage]) -> Ite
         extra_body=NO_PROMPT_CACHE,
     )
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
+        if isinstance(chunk, ChatCompletionChunk) and chunk.choices and chunk.choices[0].delta.content:
             yield chunk.choices[0].delta.content
 
 
