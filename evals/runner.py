@@ -186,6 +186,7 @@ def evaluate(
             "k": assistant.settings.k,
             "collection": assistant.settings.collection,
             "embedding_model": assistant.embeddings.name,
+            "embedding_precision": assistant.embeddings.bulk_precision,
         }
     )
     # One untimed warm-up, so model loading and index building don't land in the first question's latency.

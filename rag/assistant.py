@@ -256,6 +256,7 @@ class Assistant:
             "documents": len(docs),
             "chunks": self.store.count(),
             "embedding_model": self.embeddings.name,
+            "embedding_precision": self.embeddings.bulk_precision,
             "answer_mode": self.answer_mode,
             "llm_model": describe_llm(self.settings) or (type(self._llm).__name__ if self._llm else None),
         }

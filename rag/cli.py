@@ -67,7 +67,7 @@ def status(collection: CollectionOption = None, as_json: JsonOption = False) -> 
     typer.echo(f"collection:  {info['collection']}")
     typer.echo(f"documents:   {info['documents']}")
     typer.echo(f"chunks:      {info['chunks']}")
-    typer.echo(f"embeddings:  {info['embedding_model']}")
+    typer.echo(f"embeddings:  {info['embedding_model']} (ingest in {info['embedding_precision']})")
     typer.echo(f"answers:     {info['answer_mode']}")
     typer.echo(f"llm:         {info.get('llm_model') or 'none'}")
 

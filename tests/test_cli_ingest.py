@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, free_port
 
+from rag.embeddings import LocalEmbeddings
+
 RAG = shutil.which("rag", path=str(Path(sys.executable).parent)) or "rag"
 
 
@@ -50,6 +52,7 @@ def test_ingest_json_twice_second_run_changes_nothing_and_loads_no_model(tmp_pat
     assert info["documents"] == 1
     assert info["chunks"] == summary["chunks"]
     assert info["embedding_model"] == "all-MiniLM-L6-v2"
+    assert info["embedding_precision"] == LocalEmbeddings().bulk_precision
     assert Path(info["home"]) == home.resolve()
     assert Path(info["location"]) == (home / "chroma").resolve()
 
