@@ -164,6 +164,45 @@ def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_an
     return {key: metrics[key] for key in METRIC_KEYS}
 
 
+def confidences(per_question: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """The extractive confidence of each (answerable, unanswerable) question that has one."""
+    scored = [q for q in per_question if q.get("confidence") is not None]
+    return (
+        [float(q["confidence"]) for q in scored if q["answerable"]],
+        [float(q["confidence"]) for q in scored if not q["answerable"]],
+    )
+
+
+def abstention_auc(per_question: Sequence[dict[str, Any]]) -> float | None:
+    """How well confidence alone separates the two kinds of question, whatever the threshold.
+
+    The chance that a random unanswerable question scores below a random answerable one (ties count half):
+    0.5 is no better than a coin, 1.0 means some threshold abstains on exactly the unanswerable ones.
+    None without both kinds.
+    """
+    answerable, unanswerable = confidences(per_question)
+    if not answerable or not unanswerable:
+        return None
+    high = np.asarray(answerable)[None, :]
+    low = np.asarray(unanswerable)[:, None]
+    return float(np.mean((low < high) + 0.5 * (low == high)))
+
+
+def abstention_tradeoff(per_question: Sequence[dict[str, Any]], thresholds: Sequence[float]) -> list[dict[str, float]]:
+    """For each threshold: the abstention recall and false abstention rate that confidence < threshold would give."""
+    answerable, unanswerable = confidences(per_question)
+    if not answerable or not unanswerable:
+        return []
+    return [
+        {
+            "threshold": t,
+            "abstention_recall": float(np.mean(np.asarray(unanswerable) < t)),
+            "false_abstention_rate": float(np.mean(np.asarray(answerable) < t)),
+        }
+        for t in thresholds
+    ]
+
+
 def recall_curve(per_question: Sequence[dict[str, Any]], retriever: str, depth: int = RANK_DEPTH) -> list[float]:
     """recall@k for k = 1..depth over the answerable questions."""
     ranks = [q["hit_rank"][retriever] for q in per_question if q["answerable"]]

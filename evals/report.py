@@ -1,4 +1,4 @@
-"""Reports of an eval run: a Markdown table, metrics.json, and matplotlib plots (recall@k, latency)."""
+"""Reports of an eval run: a Markdown table, metrics.json, and matplotlib plots (recall@k, latency, abstention)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.metrics import METRIC_KEYS, RANK_DEPTH, percentile, recall_curve
+from evals.metrics import METRIC_KEYS, RANK_DEPTH, abstention_tradeoff, percentile, recall_curve
 from evals.runner import EvalRun
 
 WORST_FAILURES = 10
@@ -37,6 +37,11 @@ def text_table(run: EvalRun) -> str:
     lines = ["metric".ljust(24) + "".join(name.rjust(width) for name in columns)]
     for key in METRIC_KEYS:
         lines.append(key.ljust(24) + "".join(format_value(m[key], key).rjust(width) for m in columns.values()))
+    if (abstention := run.abstention()) is not None:
+        lines.append(
+            f"abstention: confidence AUC {abstention['auc']:.3f} at threshold {abstention['threshold']:.2f} "
+            "(RAG_ABSTAIN_THRESHOLD; --out shows the trade-off)"
+        )
     return "\n".join(lines)
 
 
@@ -78,6 +83,27 @@ def failures_table(run: EvalRun) -> str:
     return "\n".join(rows)
 
 
+def abstention_section(run: EvalRun) -> str:
+    """How well the extractive confidence separates the questions, and what other thresholds would do."""
+    abstention = run.abstention()
+    if abstention is None:
+        return "Not measured: it needs extractive answers to both answerable and unanswerable questions."
+    rows = ["| threshold | abstention_recall | false_abstention_rate |", "|---|---|---|"]
+    for point in abstention["tradeoff"]:
+        mark = " (current)" if point["threshold"] == round(abstention["threshold"], 2) else ""
+        rows.append(
+            f"| {point['threshold']:.2f}{mark} | {point['abstention_recall']:.3f} | "
+            f"{point['false_abstention_rate']:.3f} |"
+        )
+    return (
+        f"Confidence AUC **{abstention['auc']:.3f}**: the chance that an unanswerable question scores below an "
+        "answerable one (0.5 is a coin toss). An extractive answer abstains when its confidence is below "
+        "`RAG_ABSTAIN_THRESHOLD`; these rows show what other thresholds would give on these questions "
+        "(questions answered without one, such as questions about the corpus itself, are left out).\n\n"
+        + "\n".join(rows)
+    )
+
+
 def render_markdown(run: EvalRun, *, plots: list[str]) -> str:
     """The whole report.md."""
     config = "\n".join(f"- {key}: `{value}`" for key, value in run.config.items())
@@ -90,6 +116,10 @@ def render_markdown(run: EvalRun, *, plots: list[str]) -> str:
 
 Answer metrics come from `Assistant.ask` (retrieval: {run.config["answers_from"]}); rows without them rank only.
 Their latency is that retriever's ranking time, the answer row's is the whole `ask`.
+
+## Abstention
+
+{abstention_section(run)}
 
 ## Config
 
@@ -161,11 +191,56 @@ def plot_latency(run: EvalRun, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_abstention(run: EvalRun, path: Path) -> bool:
+    """Abstention recall against false abstentions as the threshold sweeps 0..1; False when not measurable."""
+    abstention = run.abstention()
+    if abstention is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = abstention_tradeoff(run.per_question, [t / 100 for t in range(101)])
+    [current] = abstention_tradeoff(run.per_question, [abstention["threshold"]])
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
+    ax.plot(
+        [p["false_abstention_rate"] for p in sweep],
+        [p["abstention_recall"] for p in sweep],
+        color="#4C72B0",
+        label=f"threshold 0..1 (AUC {abstention['auc']:.2f})",
+    )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="coin toss")
+    ax.plot(
+        current["false_abstention_rate"],
+        current["abstention_recall"],
+        "o",
+        color="#C44E52",
+        label=f"current threshold {abstention['threshold']:.2f}",
+    )
+    ax.set(
+        xlabel="false abstention rate (answerable questions refused)",
+        ylabel="abstention recall (unanswerable questions refused)",
+        title="abstention trade-off",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def write_report(run: EvalRun, out: Path) -> list[Path]:
     """Write report.md, metrics.json and the PNG plots into out; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
+    plots = ["recall_at_k.png", "latency.png"]
     plot_recall(run, out / "recall_at_k.png")
     plot_latency(run, out / "latency.png")
+    if plot_abstention(run, out / "abstention.png"):
+        plots.append("abstention.png")
     (out / "metrics.json").write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_markdown(run, plots=["recall_at_k.png", "latency.png"]), encoding="utf-8")
-    return [out / name for name in ("report.md", "metrics.json", "recall_at_k.png", "latency.png")]
+    (out / "report.md").write_text(render_markdown(run, plots=plots), encoding="utf-8")
+    return [out / name for name in ("report.md", "metrics.json", *plots)]

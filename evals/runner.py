@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evals.dataset import Paragraph, QAItem, load_jsonl, load_squad2
-from evals.metrics import RANK_DEPTH, best_f1, contains_answer, first_hit_rank, is_hit, summarize
+from evals.metrics import (
+    RANK_DEPTH,
+    abstention_auc,
+    abstention_tradeoff,
+    best_f1,
+    contains_answer,
+    first_hit_rank,
+    is_hit,
+    summarize,
+)
 from evals.squad import SQUAD_COLLECTION, ensure_indexed
 from rag.types import IndexNotFound, RagError
 
@@ -20,6 +29,8 @@ if TYPE_CHECKING:
 
 RETRIEVERS = ("hybrid", "bm25", "vector", "langchain-ensemble")
 ANSWER_RETRIEVER = "hybrid"
+# Thresholds the report shows around the configured one, so a user sees what moving it would change.
+TRADEOFF_STEPS = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
 """The retrieval `Assistant.ask` answers with; answer metrics belong to this retriever's row."""
 
 Search = Callable[[str], Sequence["Chunk"]]
@@ -130,6 +141,8 @@ def score_question(assistant: Assistant, item: QAItem, searchers: dict[str, Sear
         "latency_ms": round(latency_ms, 2),
         "retrieve_ms": retrieve_ms,
         "condensed_query": query,
+        # The extractive evidence score that abstention compares with RAG_ABSTAIN_THRESHOLD (None in LLM mode).
+        "confidence": answer.debug.get("confidence"),
     }
 
 
@@ -156,11 +169,28 @@ class EvalRun:
         """Retrieval metrics alone, with the retriever's own ranking time as latency (for like-for-like tables)."""
         return summarize(self.per_question, retriever, with_answers=False)
 
+    def abstention(self) -> dict[str, Any] | None:
+        """The threshold-free quality of the abstention signal and the trade-off around the configured threshold.
+
+        None unless answers were extracted for both answerable and unanswerable questions.
+        """
+        auc = abstention_auc(self.per_question)
+        if auc is None:
+            return None
+        current = float(self.config["abstain_threshold"])
+        around = sorted({round(min(max(current + step, 0.0), 1.0), 2) for step in TRADEOFF_STEPS})
+        return {"auc": auc, "threshold": current, "tradeoff": abstention_tradeoff(self.per_question, around)}
+
     def to_json(self) -> dict[str, Any]:
-        """`rag eval --json`: the metrics, per_question and config, plus `compare` when several retrievers ran."""
+        """`rag eval --json`: the metrics, per_question and config, plus `compare` and `abstention` when measured.
+
+        `compare` appears when several retrievers ran; `abstention` when extractive answers met both kinds of question.
+        """
         out = {**self.metrics(), "per_question": self.per_question, "config": self.config}
         if len(self.retrievers) > 1:
             out["compare"] = {name: self.metrics(name) for name in self.retrievers}
+        if (abstention := self.abstention()) is not None:
+            out["abstention"] = abstention
         return out
 
 
@@ -184,6 +214,7 @@ def evaluate(
             "rank_depth": RANK_DEPTH,
             "mode": assistant.answer_mode,
             "k": assistant.settings.k,
+            "abstain_threshold": assistant.settings.abstain_threshold,
             "collection": assistant.settings.collection,
             "embedding_model": assistant.embeddings.name,
             "embedding_precision": assistant.embeddings.bulk_precision,

@@ -89,9 +89,10 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 class Weights:
     """How evidence signals rank sentences and decide abstention.
 
-    Sentence and confidence weights and the threshold were grid-searched on SQuAD 2.0 dev (800 questions,
-    seed 1, none from the seed-0 benchmark sample) and the seed set, keeping every seed near-miss abstaining;
-    see BENCHMARKS.md. `semantic` is a sentence's stored (late-chunked) vector's cosine to the question.
+    Sentence and confidence weights, with the threshold (Settings.abstain_threshold), were grid-searched on
+    SQuAD 2.0 dev (800 questions, seed 1, none from the seed-0 benchmark sample) and the seed set, keeping every
+    seed near-miss abstaining; see BENCHMARKS.md. `semantic` is a sentence's stored (late-chunked) vector's
+    cosine to the question.
     """
 
     semantic: float = 0.45
@@ -102,7 +103,6 @@ class Weights:
     confidence_coverage: float = 0.4
     type_penalty: float = 0.2
     type_noun_weight: float = 0.3
-    abstain_below: float = 0.39
 
 
 @dataclass
@@ -196,11 +196,12 @@ def extract_answer(
     candidates: Sequence[Candidate],
     *,
     index: BM25Index,
+    threshold: float,
     focus: str | None = None,
     max_sentences: int = 3,
     weights: Weights = Weights(),
 ) -> Extraction:
-    """Choose up to max_sentences sentences that answer the question, or abstain when the evidence is weak.
+    """Choose up to max_sentences sentences that answer the question, or abstain when confidence < threshold.
 
     `focus` is the question text whose terms must be covered (a follow-up's own words; retrieval may have used
     a longer, condensed query); the candidates' sentence scores must be cosines to it.
@@ -209,7 +210,7 @@ def extract_answer(
     terms = tokenize(focus, drop=QUERY_STOPWORDS)
     sentences = split_sentences(candidates)
     if not sentences or not terms:
-        return Extraction(ABSTAIN, [], True, 0.0, weights.abstain_below, reason="no matching passages")
+        return Extraction(ABSTAIN, [], True, 0.0, threshold, reason="no matching passages")
     idf = term_weights(terms, index)
     for term in answer_type_terms(focus) & idf.keys():
         idf[term] *= weights.type_noun_weight
@@ -237,22 +238,22 @@ def extract_answer(
         - (0.0 if type_ok else weights.type_penalty)
     )
     signals = {"semantic": best.semantic, "coverage": covered, "type_ok": float(type_ok)}
-    if confidence < weights.abstain_below:
+    if confidence < threshold:
         missing = [t for t in idf if t not in found]
         why = (
-            f"best evidence scored {confidence:.2f}, below the {weights.abstain_below:.2f} threshold"
+            f"best evidence scored {confidence:.2f}, below the {threshold:.2f} threshold"
             f" (meaning match {best.semantic:.2f}, {covered:.0%} of the question's key terms found)"
         )
         if missing:
             why += f"; not found: {', '.join(missing[:5])}"
         if not type_ok:
             why += f"; no {kind} in the best passage"
-        return Extraction(ABSTAIN, [], True, confidence, weights.abstain_below, signals, why)
+        return Extraction(ABSTAIN, [], True, confidence, threshold, signals, why)
 
     chosen.sort(key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return Extraction(text, citations, False, confidence, weights.abstain_below, signals)
+    return Extraction(text, citations, False, confidence, threshold, signals)
 
 
 def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:

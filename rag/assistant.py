@@ -154,6 +154,7 @@ class Assistant:
             question,
             context,
             index=index,
+            threshold=self.settings.abstain_threshold,
             focus=question if history else None,
             max_sentences=self.settings.max_answer_sentences,
         )

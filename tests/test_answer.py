@@ -48,6 +48,20 @@ def test_abstains_when_the_article_does_not_say(seeded_assistant: Assistant, que
     assert answer.abstain_reason and "threshold" in answer.abstain_reason
 
 
+def test_a_stricter_abstain_threshold_refuses_weaker_evidence(seeded_assistant: Assistant):
+    question = "How many additional police officers did Kenya send to Haiti?"
+    answered = seeded_assistant.ask(question)
+    confidence = answered.debug["confidence"]
+    assert not answered.abstained and answered.debug["threshold"] == 0.39
+    strict = Assistant(
+        seeded_assistant.settings.model_copy(update={"abstain_threshold": min(confidence + 0.05, 1.0)}),
+        embeddings=seeded_assistant.embeddings,
+    )
+    refused = strict.ask(question)
+    assert refused.abstained and refused.citations == ()
+    assert f"below the {min(confidence + 0.05, 1.0):.2f} threshold" in (refused.abstain_reason or "")
+
+
 def test_follow_up_finds_the_june_contingent(seeded_assistant: Assistant):
     first_q = "Who leads the Multinational Security Support Mission?"
     first = seeded_assistant.ask(first_q)

@@ -44,7 +44,7 @@ def test_json_has_exactly_the_metric_keys_plus_per_question_config_and_compare(
     seed_run: tuple[dict[str, Any], Path],
 ) -> None:
     metrics, _ = seed_run
-    assert set(metrics) == {*METRIC_KEYS, "per_question", "config", "compare"}
+    assert set(metrics) == {*METRIC_KEYS, "per_question", "config", "compare", "abstention"}
     assert metrics["n"] == len(metrics["per_question"]) == sum(1 for line in SEED.open() if line.strip())
     config = metrics["config"]
     assert config["mode"] == "extractive" and config["retriever"] == "hybrid" and config["k"] == 5
@@ -59,14 +59,30 @@ def test_json_has_exactly_the_metric_keys_plus_per_question_config_and_compare(
     assert set(follow_up["hit_rank"]) == set(RETRIEVERS)
 
 
+def test_abstention_tradeoff_agrees_with_the_answers_at_the_configured_threshold(
+    seed_run: tuple[dict[str, Any], Path],
+) -> None:
+    metrics, _ = seed_run
+    abstention = metrics["abstention"]
+    assert abstention["threshold"] == metrics["config"]["abstain_threshold"] == Settings().abstain_threshold
+    [current] = [p for p in abstention["tradeoff"] if p["threshold"] == round(abstention["threshold"], 2)]
+    # Every seed-set abstention is the confidence test, so the sweep at the threshold is what the answers did.
+    assert current["abstention_recall"] == metrics["abstention_recall"]
+    assert current["false_abstention_rate"] == metrics["false_abstention_rate"]
+    assert 0.5 < abstention["auc"] <= 1.0
+    recalls = [p["abstention_recall"] for p in abstention["tradeoff"]]
+    assert recalls == sorted(recalls) and len(recalls) == 7
+
+
 def test_report_files_and_plots_are_written(seed_run: tuple[dict[str, Any], Path]) -> None:
     metrics, out = seed_run
     report = (out / "report.md").read_text(encoding="utf-8")
     for name in RETRIEVERS:
         assert f"| {name} |" in report
     assert "## Worst failures" in report and "embedding_model" in report
+    assert "## Abstention" in report and "(current)" in report and "![abstention](abstention.png)" in report
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n"] == metrics["n"]
-    for png in ("recall_at_k.png", "latency.png"):
+    for png in ("recall_at_k.png", "latency.png", "abstention.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(out / png) as image:
             image.verify()

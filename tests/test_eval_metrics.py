@@ -8,6 +8,8 @@ from evals.dataset import QAItem
 from evals.gates import gate_failures
 from evals.metrics import (
     METRIC_KEYS,
+    abstention_auc,
+    abstention_tradeoff,
     best_f1,
     contains_answer,
     first_hit_rank,
@@ -159,3 +161,22 @@ def test_worst_failures_mix_wrong_answers_and_answered_unanswerables() -> None:
     assert [q["id"] for q in worst] == ["w0", "w1", "w2", "w3", "w4", "u0", "u1", "u2", "u3", "u4"]
     only_wrong = failures(EvalRun(config={"retriever": "hybrid"}, per_question=wrong))
     assert len(only_wrong) == min(WORST_FAILURES, len(wrong))
+
+
+def test_abstention_auc_and_tradeoff_come_from_confidence_alone() -> None:
+    rows = [
+        row(True, confidence=0.8),
+        row(True, confidence=0.5),
+        row(True, confidence=0.3),
+        row(False, confidence=0.3),
+        row(False, confidence=0.1),
+        row(True, confidence=None),  # a corpus question or an LLM answer: no extractive confidence
+    ]
+    # Unanswerable 0.3 ties answerable 0.3 (half) and is below the other two; 0.1 is below all three.
+    assert abstention_auc(rows) == pytest.approx((2.5 + 3) / 6)
+    assert abstention_tradeoff(rows, [0.2, 0.4]) == [
+        {"threshold": 0.2, "abstention_recall": 0.5, "false_abstention_rate": 0.0},
+        {"threshold": 0.4, "abstention_recall": 1.0, "false_abstention_rate": pytest.approx(1 / 3)},
+    ]
+    only_answerable = [r for r in rows if r["answerable"]]
+    assert abstention_auc(only_answerable) is None and abstention_tradeoff(only_answerable, [0.4]) == []

@@ -40,12 +40,20 @@ def retrieval_table(run: EvalRun) -> str:
 def answer_table(run: EvalRun) -> str:
     """The answer, citation, abstention and `ask` latency metrics (hybrid retrieval, as `ask` uses)."""
     m = run.metrics("hybrid")
-    return "\n".join(
+    table = "\n".join(
         [
             "| " + " | ".join(ANSWER_COLUMNS) + " |",
             "|---" * len(ANSWER_COLUMNS) + "|",
             "| " + " | ".join(format_value(m[c], c) for c in ANSWER_COLUMNS) + " |",
         ]
+    )
+    abstention = run.abstention()
+    if abstention is None:
+        return table
+    return (
+        f"{table}\n\nAbstention signal: confidence AUC {abstention['auc']:.3f} (the chance an unanswerable question "
+        f"scores below an answerable one) at threshold {abstention['threshold']:.2f}; the trade-off at other "
+        "thresholds is in the report."
     )
 
 
@@ -84,7 +92,8 @@ Answers (`Assistant.ask`, {run.config["mode"]}, k = {run.config["k"]}; latency i
 
 {answer_table(run)}
 
-Evaluated in {eval_s:.0f} s. Report and plots: `bench-out/eval-squad2/` (report.md, recall_at_k.png, latency.png)."""
+Evaluated in {eval_s:.0f} s. Report and plots: `bench-out/eval-squad2/` (report.md and the recall@k, latency and
+abstention plots)."""
 
 
 def run_seed(embeddings: LocalEmbeddings) -> str:
