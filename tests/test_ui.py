@@ -117,7 +117,15 @@ def make_answer(**changes: object) -> Answer:
         "citations": citations,
         "condensed_query": "kenya officers haiti",
         "candidates": (
-            Candidate(chunk=chunk, fused_rank=1, fused_score=0.0328, bm25_rank=1, bm25_score=3.2, vector_rank=2),
+            Candidate(
+                chunk=chunk,
+                fused_rank=1,
+                fused_score=0.0328,
+                bm25_rank=1,
+                bm25_score=3.2,
+                vector_rank=2,
+                rerank_score=2.45,
+            ),
             Candidate(
                 chunk=chunk.model_copy(update={"id": "c2", "text": "Other text"}),
                 fused_rank=2,
@@ -183,8 +191,16 @@ def test_inspector_lists_ranks_scores_and_cited() -> None:
     html = render.inspector_html("what?", make_answer())
     assert "kenya officers haiti" in html
     rows = html.split("<tr")[2:]
-    assert 'class="cited"' in rows[0] and "3.20" in rows[0] and "0.0328" in rows[0]
+    assert 'class="cited"' in rows[0] and "3.20" in rows[0] and "0.0328" in rows[0] and "<td>2.450</td>" in rows[0]
     assert 'class=""' in rows[1] and "0.610" in rows[1] and "–" in rows[1]
+    assert "Evidence:" not in html  # no extractive confidence in this answer's debug
+
+
+def test_inspector_shows_confidence_against_the_threshold() -> None:
+    debug = {"confidence": 0.31, "threshold": 0.39, "semantic": 0.52, "coverage": 0.4, "type_ok": 0.0}
+    html = render.inspector_html("what?", make_answer(abstained=True, debug=debug))
+    assert "confidence 0.31 against threshold 0.39 (RAG_ABSTAIN_THRESHOLD): abstained" in html
+    assert "best sentence cosine 0.52, key terms covered 40%, answer type missing" in html
 
 
 def test_documents_table_and_badge() -> None:

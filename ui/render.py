@@ -139,15 +139,33 @@ def fmt(value: float | int | None, digits: int = 3) -> str:
     return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
 
+def evidence_html(answer: Answer) -> str:
+    """The extractive confidence against the abstention threshold, and the signals it is made of."""
+    confidence, threshold = answer.debug.get("confidence"), answer.debug.get("threshold")
+    if confidence is None or threshold is None:
+        return ""
+    verdict = "abstained" if answer.abstained else "answered"
+    signals = (
+        f"best sentence cosine {fmt(answer.debug.get('semantic'), 2)}, "
+        f"key terms covered {answer.debug.get('coverage', 0.0):.0%}, "
+        f"answer type {'found' if answer.debug.get('type_ok', 1.0) else 'missing'}"
+    )
+    return (
+        f'<div class="evidence"><b>Evidence:</b> confidence {confidence:.2f} against threshold {threshold:.2f} '
+        f"(RAG_ABSTAIN_THRESHOLD): {verdict} · {escape(signals)}</div>"
+    )
+
+
 def inspector_html(question: str, answer: Answer) -> str:
     """The Retrieval inspector for one answer: condensed query, per-retriever ranks and scores, what was cited."""
     cited = {c.chunk_id for c in answer.citations}
     rows = []
-    for cand in answer.candidates:
+    for rank, cand in enumerate(answer.candidates, start=1):
         chunk = cand.chunk
         snippet = chunk.text[:160] + ("…" if len(chunk.text) > 160 else "")
         rows.append(
             f'<tr class="{"cited" if chunk.id in cited else ""}">'
+            f"<td>{rank}</td><td>{fmt(cand.rerank_score)}</td>"
             f"<td>{cand.fused_rank}</td><td>{fmt(cand.fused_score, 4)}</td>"
             f"<td>{fmt(cand.bm25_rank)}</td><td>{fmt(cand.bm25_score, 2)}</td>"
             f"<td>{fmt(cand.vector_rank)}</td><td>{fmt(cand.vector_score)}</td>"
@@ -156,9 +174,9 @@ def inspector_html(question: str, answer: Answer) -> str:
             f'<span class="snippet">{escape(snippet)}</span></td></tr>'
         )
     table = (
-        '<table class="inspector"><thead><tr><th>fused rank</th><th>fused score</th><th>BM25 rank</th>'
-        "<th>BM25 score</th><th>vector rank</th><th>cosine</th><th>cited</th><th>chunk</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        '<table class="inspector"><thead><tr><th>rank</th><th>re-rank score</th><th>fused rank</th>'
+        "<th>fused score</th><th>BM25 rank</th><th>BM25 score</th><th>vector rank</th><th>sentence cosine</th>"
+        f"<th>cited</th><th>chunk</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<div class="empty">No candidates were retrieved.</div>'
     )
@@ -168,7 +186,7 @@ def inspector_html(question: str, answer: Answer) -> str:
         f"<div><b>Condensed query:</b> "
         f'<code class="condensed">{escape(answer.condensed_query or question)}</code></div>'
         f"<div><b>Mode:</b> {escape(answer.mode)}{f' · <b>Timings:</b> {escape(timings)}' if timings else ''}</div>"
-        f"{table}</div>"
+        f"{evidence_html(answer)}{table}</div>"
     )
 
 
