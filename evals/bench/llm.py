@@ -31,7 +31,7 @@ QUESTIONS = (
     "Who is the main financial supporter of the mission?",
     "When did Kenya send its first contingent?",
 )
-ROUNDS = 2  # per question and path
+ROUNDS = 4  # per question and path: 12 requests each, as 6 left the ratio swinging ±15% between runs
 MAX_TOKENS = 64
 TARGET_RATIO = 1.10
 NO_PROMPT_CACHE = {"cache_prompt": False}  # llama.cpp: re-evaluate the prompt on every request
