@@ -1,11 +1,11 @@
 """Benchmark: ingest throughput on SQuAD 2.0 dev paragraphs against the raw model and LangChain's usual recipe.
 
-All three embed the very same chunk texts with the same all-MiniLM-L6-v2 weights, loaded before any clock starts:
+Every contender embeds the very same chunk texts with the same all-MiniLM-L6-v2 weights, loaded before any clock starts:
   - ingest: `ingest_paths` on the paragraph files (read, clean, chunk, embed, Chroma, record manager, BM25);
   - raw: `SentenceTransformer.encode(texts, batch_size=64)` in float32, the reference the issue names;
   - raw bf16: the same under bfloat16 autocast, the limit for ingest's own number format where the CPU has AMX;
   - LangChain: `Chroma.from_documents(docs, HuggingFaceEmbeddings(model_name=<local path>))`.
-The machine's CPUs are shared, so the paragraphs are cut into PARTS slices and the three take turns slice by slice
+The machine's CPUs are shared, so the paragraphs are cut into PARTS slices and the contenders take turns slice by slice
 (in rotating order): each sees the same background load. A pass ingests everything once; the fastest of PASSES counts.
 Then 1,000 small files are re-ingested unchanged, with a model path that does not exist to prove no model is loaded.
 BENCH_INGEST_PARAGRAPHS=N limits the paragraphs (for a quick try while developing).
@@ -132,7 +132,7 @@ def run() -> str:
                     total[name] += contenders[name](p, n)
             best = {name: min(best.get(name, total[name]), total[name]) for name in names}
             stored = Store(Settings(home=work / f"home-{p}"), embeddings)
-            assert sorted(c.text for c in stored.iter_chunks()) == sorted(texts), "all three must embed the same"
+            assert sorted(c.text for c in stored.iter_chunks()) == sorted(texts), "every contender must embed the same"
         first_small_s, reingest_s = reingest_small_files(work, embeddings)
 
     # Tokens the model actually reads: its tokenizer's count with special tokens, cut at max_seq_length.
@@ -163,8 +163,8 @@ def run() -> str:
             "",
             f"{len(paragraphs)} SQuAD 2.0 dev paragraphs, one file each → {chunks} chunks, {tokens:,} tokens "
             f"({tokens / chunks:.0f} per chunk, MiniLM tokenizer, cut at {model.max_seq_length}). "
-            f"The three take turns over {PARTS} slices, in rotating order, so background load hits all alike; "
-            f"best of {PASSES} passes; the model is loaded beforehand for all three.",
+            f"The contenders take turns over {PARTS} slices, in rotating order, so background load hits all alike; "
+            f"best of {PASSES} passes; the model is loaded beforehand for all of them.",
             "",
             "| contender | seconds | chunks/s | tokens/s | ratio to raw |",
             "|---|---|---|---|---|",
