@@ -90,7 +90,7 @@ def abstention_section(run: EvalRun) -> str:
         return "Not measured: it needs extractive answers to both answerable and unanswerable questions."
     rows = ["| threshold | abstention_recall | false_abstention_rate |", "|---|---|---|"]
     for point in abstention["tradeoff"]:
-        mark = " (current)" if point["threshold"] == round(abstention["threshold"], 2) else ""
+        mark = " (current)" if point["threshold"] == abstention["threshold"] else ""
         rows.append(
             f"| {point['threshold']:.2f}{mark} | {point['abstention_recall']:.3f} | "
             f"{point['false_abstention_rate']:.3f} |"
@@ -202,7 +202,7 @@ def plot_abstention(run: EvalRun, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     sweep = abstention_tradeoff(run.per_question, [t / 100 for t in range(101)])
-    [current] = abstention_tradeoff(run.per_question, [abstention["threshold"]])
+    [current] = [p for p in abstention["tradeoff"] if p["threshold"] == abstention["threshold"]]
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
     ax.plot(
         [p["false_abstention_rate"] for p in sweep],

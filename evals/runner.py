@@ -178,7 +178,7 @@ class EvalRun:
         if auc is None:
             return None
         current = float(self.config["abstain_threshold"])
-        around = sorted({round(min(max(current + step, 0.0), 1.0), 2) for step in TRADEOFF_STEPS})
+        around = sorted({current} | {round(min(max(current + step, 0.0), 1.0), 2) for step in TRADEOFF_STEPS if step})
         return {"auc": auc, "threshold": current, "tradeoff": abstention_tradeoff(self.per_question, around)}
 
     def to_json(self) -> dict[str, Any]:
