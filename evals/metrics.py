@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from evals.dataset import QAItem
+from rag.markers import strip_markers
 
 ARTICLES = re.compile(r"\b(a|an|the)\b")
-CITATION_MARKER = re.compile(r"\[\d+\]")
 METRIC_KEYS = (
     "recall@1",
     "recall@5",
@@ -76,7 +76,7 @@ def token_f1(prediction: str, gold: str) -> float:
 
 def best_f1(prediction: str, answers: Sequence[str]) -> float:
     """The best token F1 over the gold answers; [n] citation markers are not words of the answer."""
-    prediction = CITATION_MARKER.sub(" ", prediction)
+    prediction = strip_markers(prediction)
     return max((token_f1(prediction, a) for a in answers), default=0.0)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_weights, tokenize
 from rag.prompts import ABSTAIN
 from rag.text import sentence_spans
-from rag.types import Candidate, Chunk, Citation
+from rag.types import AnswerStatus, Candidate, Chunk, Citation, ShortAnswer
 
 NUMBER_WORDS = frozenset(
     [
@@ -135,11 +135,12 @@ class Extraction:
 
     text: str
     citations: list[Citation]
-    abstained: bool
+    status: AnswerStatus
     confidence: float
     threshold: float
     signals: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+    short_answer: ShortAnswer | None = None
 
 
 TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
@@ -184,7 +185,7 @@ def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
         scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
         terms = sentence_terms(chunk.text, tuple((start, end) for start, end, _ in scored))
         for (start, end, cosine), held in zip(scored, terms, strict=True):
-            sentence = Sentence(chunk, start, end, candidate.fused_rank, held, semantic=cosine)
+            sentence = Sentence(chunk, start, end, candidate.rank, held, semantic=cosine)
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)
@@ -210,7 +211,7 @@ def extract_answer(
     terms = tokenize(focus, drop=QUERY_STOPWORDS)
     sentences = split_sentences(candidates)
     if not sentences or not terms:
-        return Extraction(ABSTAIN, [], True, 0.0, threshold, reason="no matching passages")
+        return Extraction(ABSTAIN, [], "abstained", 0.0, threshold, reason="no matching passages")
     idf = term_weights(terms, index)
     for term in answer_type_terms(focus) & idf.keys():
         idf[term] *= weights.type_noun_weight
@@ -248,12 +249,12 @@ def extract_answer(
             why += f"; not found: {', '.join(missing[:5])}"
         if not type_ok:
             why += f"; no {kind} in the best passage"
-        return Extraction(ABSTAIN, [], True, confidence, threshold, signals, why)
+        return Extraction(ABSTAIN, [], "abstained", confidence, threshold, signals, why)
 
     chosen.sort(key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return Extraction(text, citations, False, confidence, threshold, signals)
+    return Extraction(text, citations, "answered", confidence, threshold, signals)
 
 
 def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:

@@ -162,7 +162,8 @@ class Assistant:
         return Answer(
             text=extraction.text,
             citations=tuple(extraction.citations),
-            abstained=extraction.abstained,
+            status=extraction.status,
+            short_answer=extraction.short_answer,
             mode="extractive",
             condensed_query=condensed,
             abstain_reason=extraction.reason,
@@ -182,7 +183,10 @@ class Assistant:
         quotes = answer_quotes(history[-1][1])
         found = [c for c in index.chunks if c.id not in exclude and any(q in c.text for q in quotes)]
         rank = self.settings.k + 1
-        return [Candidate(chunk=c, fused_rank=rank + i, fused_score=0.0) for i, c in enumerate(found[:3])]
+        # Ranked after every retrieved candidate: they are context carried over, not found for this question.
+        return [
+            Candidate(chunk=c, rank=rank + i, fused_rank=rank + i, fused_score=0.0) for i, c in enumerate(found[:3])
+        ]
 
     def verified(self, extraction: Extraction, chunks: dict[str, Chunk]) -> Extraction:
         """Drop any citation whose quote is not exactly the source text at its offsets, renumbering the rest."""
@@ -194,7 +198,7 @@ class Assistant:
         return Extraction(
             text,
             renumbered,
-            extraction.abstained or not renumbered,
+            extraction.status if renumbered else "abstained",
             extraction.confidence,
             extraction.threshold,
             extraction.signals,

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from rag.bm25 import QUERY_STOPWORDS, tokenize
+from rag.markers import MARKER
 from rag.types import Turn
 
 # Words that lean on an earlier turn for their meaning.
@@ -15,7 +16,6 @@ REFERRING = re.compile(
     re.IGNORECASE,
 )
 ENTITY = re.compile(r"\b[A-Z][\w’'-]*(?:\s+[A-Z][\w’'-]*)*")
-CITATION_MARK = re.compile(r"\s*\[\d+\]")
 
 
 def needs_context(question: str) -> bool:
@@ -48,4 +48,4 @@ def condense_question(question: str, history: Sequence[Turn]) -> str:
 
 def answer_quotes(answer: str) -> list[str]:
     """The quoted sentences of an earlier extractive answer, without their [n] marks."""
-    return [q.strip() for q in CITATION_MARK.split(answer) if len(q.strip()) > 20]
+    return [q.strip() for q in MARKER.sub("\n", answer).split("\n") if len(q.strip()) > 20]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rag.markers import LOOSE_MARKER, format_markers, loose_numbers, strip_markers
 from rag.prompts import (
     ANSWER,
     CONDENSE,
@@ -21,7 +22,7 @@ from rag.prompts import (
 )
 from rag.timing import elapsed_ms
 from rag.types import Answer, Candidate, Chunk, FinalEvent, LLMError, StreamEvent, TokenEvent, Turn
-from rag.verify import MARKER, MARKER_NUMBER, is_abstention, split_claims, verify_claims
+from rag.verify import is_abstention, split_claims, verify_claims
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -50,7 +51,7 @@ def select_sources(candidates: Sequence[Candidate], *, budget_tokens: int) -> li
     """The chunks worth sending, best first: skip near-duplicates (overlapping spans), stop at the token budget."""
     chosen: list[Chunk] = []
     used = 0
-    for candidate in sorted(candidates, key=lambda c: c.fused_rank):
+    for candidate in sorted(candidates, key=lambda c: c.rank):
         chunk = candidate.chunk
         if any(overlaps_mostly(chunk, other) for other in chosen):
             continue
@@ -195,7 +196,7 @@ class CitationFilter:
             if close < 0 and len(rest) < LONGEST_MARKER:
                 self._pending = rest  # wait for the rest of a possible marker
                 break
-            marker = MARKER.fullmatch(rest[: close + 1]) if close >= 0 else None
+            marker = LOOSE_MARKER.fullmatch(rest[: close + 1]) if close >= 0 else None
             if marker is None:
                 self._show_text(rest[0], shown)
                 self._pending = rest[1:]
@@ -213,12 +214,12 @@ class CitationFilter:
 
     def _rewrite(self, numbers: str) -> str:
         valid = []
-        for n in (int(x) for x in MARKER_NUMBER.findall(numbers)):
+        for n in loose_numbers(numbers):
             if 1 <= n <= self.n_sources:
                 valid.append(n)
             else:
                 self.dropped.append(n)
-        return "[" + ", ".join(str(n) for n in dict.fromkeys(valid)) + "]" if valid else ""
+        return format_markers(valid)
 
     def _show_text(self, text: str, shown: list[str]) -> None:
         started = bool(self._emitted or shown)
@@ -249,7 +250,7 @@ class CitationFilter:
 def condense_with_llm(llm: BaseChatModel, question: str, history: Sequence[Turn], *, timeout_s: float) -> str:
     """A standalone question for retrieval, written by the model from the last turns (raises LLMError)."""
     turns = "\n".join(
-        HISTORY_TURN.format(question=q, answer=" ".join(MARKER.sub(" ", a).split())[:HISTORY_ANSWER_CHARS])
+        HISTORY_TURN.format(question=q, answer=strip_markers(a)[:HISTORY_ANSWER_CHARS])
         for q, a in history[-HISTORY_TURNS:]
     )
     stream = ChatStream(llm, CONDENSE.format_messages(history=turns, question=question), timeout_s=timeout_s)
@@ -329,7 +330,9 @@ def stream_llm_answer(
         timings["total"] = elapsed_ms(started)
         reason = "the model found no answer in the sources"
         yield FinalEvent(
-            answer=Answer(text=text, abstained=True, abstain_reason=reason, timings_ms=timings, debug=debug, **common)
+            answer=Answer(
+                text=text, status="abstained", abstain_reason=reason, timings_ms=timings, debug=debug, **common
+            )
         )
         return
     verify_started = time.perf_counter()

@@ -73,7 +73,7 @@ def fuse(rankings: dict[str, Ranking], weights: dict[str, float], *, rrf_k: int)
     # Ties (same fused score) keep BM25's order first, then the vector order, via the stable sort.
     order = sorted(fused, key=lambda cid: -fused[cid])
     return [
-        Candidate(chunk=chunks[cid], fused_rank=i, fused_score=fused[cid], **detail[cid])
+        Candidate(chunk=chunks[cid], rank=i, fused_rank=i, fused_score=fused[cid], **detail[cid])
         for i, cid in enumerate(order, start=1)
     ]
 
@@ -143,7 +143,8 @@ class HybridSearch:
                 joint = max(cosine + coverage(idf, held) for cosine, held in zip(cosines, terms, strict=True))
                 score += weights.sentence * max(cosines) + weights.joint * joint
             scored.append(candidate.model_copy(update={"rerank_score": score}))
-        return sorted(scored, key=lambda c: -(c.rerank_score or 0.0))
+        ranked = sorted(scored, key=lambda c: -(c.rerank_score or 0.0))
+        return [c.model_copy(update={"rank": rank}) for rank, c in enumerate(ranked, start=1)]
 
     def search(
         self, query: str, *, k: int, method: Method = "hybrid", where: dict[str, str] | None = None

@@ -61,7 +61,8 @@ class Candidate(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     chunk: Chunk
-    fused_rank: int = Field(ge=1)
+    rank: int = Field(ge=1, description="The final rank, after re-ranking: 1 is the best candidate.")
+    fused_rank: int = Field(ge=1, description="The rank after reciprocal rank fusion, before re-ranking.")
     fused_score: float
     bm25_rank: int | None = None
     bm25_score: float | None = None
@@ -103,13 +104,30 @@ class Citation(BaseModel):
         )
 
 
+AnswerStatus = Literal["answered", "uncertain", "abstained"]
+"""answered: confident, cited; uncertain: relevant evidence, maybe not the answer; abstained: nothing relevant."""
+
+
+class ShortAnswer(BaseModel):
+    """The phrase that answers the question (a name, number, date or place), verified like a citation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text: str = Field(description="Exactly the document text at [start:end].")
+    n: int = Field(ge=1, description="The citation whose quote holds the phrase.")
+    source: str
+    chunk_id: str
+    start: int = Field(ge=0, description="Character offset of the phrase in the cleaned document text.")
+    end: int = Field(ge=0)
+
+
 class Answer(BaseModel):
     """What the assistant says, with its evidence and the numbers behind it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     text: str
     citations: tuple[Citation, ...] = ()
-    abstained: bool = False
+    status: AnswerStatus = "answered"
+    short_answer: ShortAnswer | None = None
     mode: Literal["extractive", "llm", "corpus"] = "extractive"
     condensed_query: str = ""
     abstain_reason: str | None = Field(default=None, description="Why it abstained: best evidence vs threshold.")
@@ -119,10 +137,17 @@ class Answer(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     debug: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def abstained(self) -> bool:
+        """True when the documents hold nothing relevant, so the answer says so and cites nothing."""
+        return self.status == "abstained"
+
     def to_json_dict(self) -> dict[str, Any]:
         """The public JSON shape used by the CLI and HTTP callers."""
         out: dict[str, Any] = {
             "answer": self.text,
+            "status": self.status,
+            "short_answer": self.short_answer.model_dump() if self.short_answer else None,
             "citations": [c.model_dump() for c in self.citations],
             "abstained": self.abstained,
             "mode": self.mode,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.bm25 import QUERY_STOPWORDS, tokenize
+from rag.markers import MARKER, marker_numbers, strip_markers
 from rag.prompts import ABSTAIN
 from rag.text import sentence_spans
 from rag.types import Chunk, Citation
@@ -20,8 +21,6 @@ from rag.types import Chunk, Citation
 MIN_SIMILARITY = 0.5
 MIN_TERM_OVERLAP = 0.5
 MIN_CLAIM_TERMS = 2  # a one-word "claim" cannot be checked against anything
-MARKER = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*,\s*(?:sources?\s*)?\d+)*)\s*\]", re.IGNORECASE)
-MARKER_NUMBER = re.compile(r"\d+")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -58,7 +57,7 @@ def split_claims(text: str) -> list[Claim]:
     for start, end in sentence_spans(text):
         sentence = text[start:end]
         # "... officers. [1] The next sentence": markers at a sentence's start belong to the one before it.
-        leading = re.match(r"(?:\s*" + MARKER.pattern + r")+", sentence, flags=re.IGNORECASE)
+        leading = re.match(r"(?:\s*" + MARKER.pattern + r")+", sentence)
         if leading and claims:
             claims[-1].cited = list(dict.fromkeys([*claims[-1].cited, *marker_numbers(leading.group())]))
             sentence = sentence[leading.end() :]
@@ -66,11 +65,6 @@ def split_claims(text: str) -> list[Claim]:
         if any(ch.isalnum() for ch in bare):
             claims.append(Claim(bare, list(dict.fromkeys(marker_numbers(sentence)))))
     return claims
-
-
-def marker_numbers(text: str) -> list[int]:
-    """The source numbers of every [n] marker in text, in order."""
-    return [int(n) for m in MARKER.finditer(text) for n in MARKER_NUMBER.findall(m.group(1))]
 
 
 @dataclass
@@ -142,7 +136,7 @@ def verify_claims(
 
 def is_abstention(text: str) -> bool:
     """True when the model said the sources do not contain the answer."""
-    bare = " ".join(MARKER.sub(" ", text).split()).lower().replace("’", "'")
+    bare = strip_markers(text).lower().replace("’", "'")
     return ABSTAIN.lower().rstrip(".") in bare or bare.startswith(("i can't answer", "i cannot answer"))
 
 

@@ -34,7 +34,7 @@ def chunk(text: str, *, start: int = 100, source: str = "doc.md", cid: str = "c1
 
 
 def candidate(c: Chunk, rank: int) -> Candidate:
-    return Candidate(chunk=c, fused_rank=rank, fused_score=1.0 / rank)
+    return Candidate(chunk=c, rank=rank, fused_rank=rank, fused_score=1.0 / rank)
 
 
 def stream_through(text: str, n_sources: int, *, piece: int) -> tuple[str, str]:

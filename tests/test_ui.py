@@ -119,6 +119,7 @@ def make_answer(**changes: object) -> Answer:
         "candidates": (
             Candidate(
                 chunk=chunk,
+                rank=1,
                 fused_rank=1,
                 fused_score=0.0328,
                 bm25_rank=1,
@@ -128,6 +129,7 @@ def make_answer(**changes: object) -> Answer:
             ),
             Candidate(
                 chunk=chunk.model_copy(update={"id": "c2", "text": "Other text"}),
+                rank=2,
                 fused_rank=2,
                 fused_score=0.016,
                 vector_rank=1,
@@ -157,7 +159,7 @@ def test_answer_markdown_shows_notice_and_abstain_reason() -> None:
     answer = make_answer(
         text="I can't answer that.",
         citations=(),
-        abstained=True,
+        status="abstained",
         abstain_reason="best evidence 0.12 < threshold 0.42",
         notice="The LLM was unreachable; this answer was extracted.",
     )
@@ -183,7 +185,7 @@ def test_sources_fall_back_to_the_quote_when_the_text_is_missing_or_differs() ->
 
 
 def test_abstention_panel_says_why() -> None:
-    answer = make_answer(text="No.", citations=(), abstained=True, abstain_reason="best 0.1 < 0.4")
+    answer = make_answer(text="No.", citations=(), status="abstained", abstain_reason="best 0.1 < 0.4")
     assert "best 0.1 &lt; 0.4" in render.sources_html([("q", answer)], lambda s: None)
 
 
@@ -198,7 +200,7 @@ def test_inspector_lists_ranks_scores_and_cited() -> None:
 
 def test_inspector_shows_confidence_against_the_threshold() -> None:
     debug = {"confidence": 0.31, "threshold": 0.39, "semantic": 0.52, "coverage": 0.4, "type_ok": 0.0}
-    html = render.inspector_html("what?", make_answer(abstained=True, debug=debug))
+    html = render.inspector_html("what?", make_answer(status="abstained", debug=debug))
     assert "confidence 0.31 against threshold 0.39 (RAG_ABSTAIN_THRESHOLD): abstained" in html
     assert "best sentence cosine 0.52, key terms covered 40%, answer type missing" in html
 

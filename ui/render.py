@@ -6,13 +6,13 @@ import re
 from collections.abc import Callable, Sequence
 from html import escape
 
+from rag.markers import MARKER
 from rag.types import Answer, Citation, Document, DocumentInfo
 
 # The whole-document view embeds the text in the page; beyond this many characters around the quote,
 # the Documents tab's reader is the place to read on.
 DOC_WINDOW_CHARS = 60_000
 CONTEXT_CHARS = 240
-MARKER = re.compile(r"\[(\d+)\]")
 
 
 def anchor(turn: int, n: int) -> str:
