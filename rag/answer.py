@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_weights, tokenize
+from rag.markers import cite
 from rag.prompts import ABSTAIN
 from rag.text import sentence_spans
 from rag.types import AnswerStatus, Candidate, Chunk, Citation, ShortAnswer
@@ -253,7 +254,7 @@ def extract_answer(
 
     chosen.sort(key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
-    text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+    text = " ".join(cite(c.quote, c.n) for c in citations)
     return Extraction(text, citations, "answered", confidence, threshold, signals)
 
 

@@ -13,6 +13,7 @@ from rag.bm25 import BM25Index
 from rag.condense import answer_quotes, condense_question
 from rag.embeddings import LocalEmbeddings, make_embeddings
 from rag.llm import describe_llm, make_llm
+from rag.markers import cite
 from rag.overview import is_corpus_question, overview_answer
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
@@ -194,7 +195,7 @@ class Assistant:
         if len(kept) == len(extraction.citations):
             return extraction
         renumbered = [c.model_copy(update={"n": n}) for n, c in enumerate(kept, start=1)]
-        text = " ".join(f"{c.quote} [{c.n}]" for c in renumbered) if renumbered else extraction.text
+        text = " ".join(cite(c.quote, c.n) for c in renumbered) if renumbered else extraction.text
         return Extraction(
             text,
             renumbered,

@@ -14,6 +14,8 @@ MARKER = re.compile(r"\[(\d{1,4})\]")
 # (CitationFilter); what it emits is rewritten into MARKER's grammar.
 LOOSE_MARKER = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*,\s*(?:sources?\s*)?\d+)*)\s*\]", re.IGNORECASE)
 NUMBER = re.compile(r"\d+")
+# A document's own "[3]" (a footnote, or an injected fake citation) must never read as one of our markers.
+LOOKALIKE_OPEN, LOOKALIKE_CLOSE = "\uff3b", "\uff3d"  # fullwidth [ and ]
 
 
 def format_markers(numbers: Iterable[int]) -> str:
@@ -34,3 +36,13 @@ def marker_numbers(text: str) -> list[int]:
 def strip_markers(text: str) -> str:
     """The text without its markers, whitespace folded: what a reader or a metric sees as the words."""
     return " ".join(MARKER.sub(" ", text).split())
+
+
+def quoted(text: str) -> str:
+    """Document text as it may appear in Answer.text: any marker-shaped "[n]" becomes the look-alike "［n］"."""
+    return MARKER.sub(lambda m: f"{LOOKALIKE_OPEN}{m.group(1)}{LOOKALIKE_CLOSE}", text)
+
+
+def cite(quote: str, n: int) -> str:
+    """One cited quote of an extractive answer: the quote, neutralised, then its marker."""
+    return f"{quoted(quote)} [{n}]"
