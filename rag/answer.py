@@ -1,14 +1,17 @@
-"""Extractive answers: pick the sentences that answer, cite their exact spans, or abstain."""
+"""Extractive answers: score every retrieved sentence, cite the likeliest under a word budget, grade confidence."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_weights, tokenize
 from rag.markers import cite
-from rag.prompts import ABSTAIN
+from rag.prompts import ABSTAIN, UNCERTAIN
 from rag.text import sentence_spans
 from rag.types import AnswerStatus, Candidate, Chunk, Citation, ShortAnswer
 
@@ -86,43 +89,89 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Weights:
-    """How evidence signals rank sentences and decide abstention.
+SENTENCE_FEATURES = (
+    "bias",
+    "cosine",  # the sentence's stored (late-chunked) vector's cosine to the question
+    "cosine_gap",  # cosine minus the best cosine among all retrieved sentences (<= 0)
+    "context_cosine",  # the better cosine of its neighbours in the chunk: answers often follow the matching line
+    "lexical",  # share of the question's IDF-weighted terms the sentence holds
+    "lexical_gap",  # lexical minus the best lexical among all retrieved sentences (<= 0)
+    "title",  # share of the question's terms in the chunk's title (the subject is often named only there)
+    "novelty",  # share of the sentence's terms the question lacks: an answer says something new
+    "chunk_rank",  # 1 / final rank of its chunk
+    "rerank_gap",  # its chunk's re-rank score minus the top chunk's (<= 0)
+    "position",  # 1 / (1 + index of the sentence in its chunk)
+    "words",  # log(1 + words)
+    "type_ok",  # the question asks for a number/time/name and the sentence holds one
+    "type_missing",  # it asks for one and the sentence holds none
+)
+CONFIDENCE_FEATURES = (
+    "bias",
+    "best_logit",  # the best sentence's score (log-odds that it holds the answer)
+    "chosen_probability",  # chance that at least one chosen sentence holds it
+    "cosine",  # best sentence cosine
+    "lexical",  # best sentence lexical coverage
+    "coverage",  # share of the question's terms the chosen sentences hold together
+    "title",  # best title coverage among the chosen sentences' chunks
+    "rerank",  # the top chunk's re-rank score
+    "rerank_margin",  # top re-rank score minus the runner-up's
+    "type_missing",  # the question asks for a type no chosen sentence holds
+)
 
-    Sentence and confidence weights, with the threshold (Settings.abstain_threshold), were grid-searched on
-    SQuAD 2.0 dev (800 questions, seed 1, none from the seed-0 benchmark sample) and the seed set, keeping every
-    seed near-miss abstaining; see BENCHMARKS.md. `semantic` is a sentence's stored (late-chunked) vector's
-    cosine to the question.
+
+@dataclass(frozen=True)
+class AnswerModel:
+    """The fitted weights of extractive answering.
+
+    - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
+    - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
+      compared with Settings.answer_threshold (answered) and Settings.abstain_threshold (abstained below it);
+    - sentences are taken best first while they fit in `max_words` and score at least `min_share` of the best's
+      probability (the best one is always taken).
+
+    Refit with `python -m evals.fit answer` (evals/fit/answer.py) on NQ-open dev, SQuAD 2.0 dev (seed 1, not the
+    benchmark sample) and RealTimeQA 2022; see BENCHMARKS.md, "Answer calibration (issue 11)".
     """
 
-    semantic: float = 0.45
-    lexical: float = 0.55
-    chunk_prior: float = 0.05
-    extra_sentence_ratio: float = 0.75
-    confidence_semantic: float = 0.45
-    confidence_coverage: float = 0.4
-    type_penalty: float = 0.2
-    type_noun_weight: float = 0.3
+    sentence: tuple[float, ...] = (-2.0, 4.0, 4.0, 1.0, 2.0, 2.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.0, 0.5, -1.0)
+    confidence: tuple[float, ...] = (-3.0, 0.2, 2.0, 3.0, 2.0, 1.0, 0.5, 0.3, 0.3, -1.0)
+    max_words: int = 40
+    min_share: float = 0.3
 
 
 @dataclass
 class Sentence:
     """A candidate answer sentence inside a retrieved chunk."""
 
-    chunk: Chunk
+    candidate: Candidate
     local_start: int
     local_end: int
-    chunk_rank: int
+    index: int
     terms: frozenset[str]
-    lexical: float = 0.0
     semantic: float = 0.0
-    score: float = 0.0
+    context: float = 0.0
+    lexical: float = 0.0
+    logit: float = 0.0
+
+    @property
+    def chunk(self) -> Chunk:
+        """The chunk the sentence is in."""
+        return self.candidate.chunk
 
     @property
     def text(self) -> str:
         """The sentence as it appears in the chunk."""
         return self.chunk.text[self.local_start : self.local_end]
+
+    @property
+    def words(self) -> int:
+        """Its length in words, as answer length is counted."""
+        return len(self.text.split())
+
+    @property
+    def probability(self) -> float:
+        """The sentence model's chance that it holds the answer."""
+        return 1.0 / (1.0 + math.exp(-self.logit))
 
     @property
     def doc_span(self) -> tuple[str, int, int]:
@@ -144,6 +193,20 @@ class Extraction:
     short_answer: ShortAnswer | None = None
 
 
+@dataclass
+class Evidence:
+    """What the answer step read: every sentence scored, the chosen ones, and the confidence features."""
+
+    sentences: list[Sentence]
+    chosen: list[Sentence]
+    features: np.ndarray
+    signals: dict[str, float]
+    kind: str | None
+    missing: list[str]
+
+
+# The asked-for noun ("which *city*") is stated by the answer, not named, so it weighs less in lexical coverage.
+TYPE_NOUN_WEIGHT = 0.3
 TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
 
 
@@ -174,7 +237,7 @@ def satisfies_type(text: str, kind: str | None) -> bool:
 
 
 def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
-    """Every distinct sentence of the candidate chunks, remembering the best rank of its chunk.
+    """Every distinct sentence of the candidate chunks, in candidate order, with its cosine and its neighbours'.
 
     Candidates bring their sentences' cosines to the question (HybridSearch.score_sentences); a chunk stored
     without sentence vectors offers its sentences on their terms alone (cosine 0).
@@ -185,12 +248,151 @@ def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
         chunk = candidate.chunk
         scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
         terms = sentence_terms(chunk.text, tuple((start, end) for start, end, _ in scored))
-        for (start, end, cosine), held in zip(scored, terms, strict=True):
-            sentence = Sentence(chunk, start, end, candidate.rank, held, semantic=cosine)
+        cosines = [cosine for *_, cosine in scored]
+        for i, ((start, end, cosine), held) in enumerate(zip(scored, terms, strict=True)):
+            neighbours = cosines[max(i - 1, 0) : i] + cosines[i + 1 : i + 2]
+            sentence = Sentence(candidate, start, end, i, held, semantic=cosine, context=max(neighbours, default=0.0))
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)
     return out
+
+
+def question_weights(focus: str, index: BM25Index) -> dict[str, float]:
+    """IDF of the question's key terms in the collection (what the lexical features weigh by)."""
+    return term_weights(tokenize(focus, drop=QUERY_STOPWORDS), index)
+
+
+def sentence_features(sentences: Sequence[Sentence], idf: dict[str, float], kind: str | None) -> np.ndarray:
+    """One row of SENTENCE_FEATURES per sentence (fills each sentence's lexical coverage on the way)."""
+    for s in sentences:
+        s.lexical = coverage(idf, s.terms)
+    best_cosine = max(s.semantic for s in sentences)
+    best_lexical = max(s.lexical for s in sentences)
+    top_rerank = max(s.candidate.rerank_score or 0.0 for s in sentences)
+    titles: dict[str, float] = {}
+    rows = []
+    for s in sentences:
+        chunk = s.chunk
+        if chunk.id not in titles:
+            titles[chunk.id] = coverage(idf, frozenset(tokenize(chunk.title.replace("_", " "))))
+        new = len(s.terms - idf.keys()) / len(s.terms) if s.terms else 0.0
+        holds = satisfies_type(s.text, kind)
+        rows.append(
+            (
+                1.0,
+                s.semantic,
+                s.semantic - best_cosine,
+                s.context,
+                s.lexical,
+                s.lexical - best_lexical,
+                titles[chunk.id],
+                new,
+                1.0 / s.candidate.rank,
+                (s.candidate.rerank_score or 0.0) - top_rerank,
+                1.0 / (1 + s.index),
+                math.log1p(s.words),
+                float(kind is not None and holds),
+                float(kind is not None and not holds),
+            )
+        )
+    return np.asarray(rows, dtype=np.float64)
+
+
+def choose_sentences(
+    ranked: Sequence[Sentence], *, max_words: int, max_sentences: int, min_share: float
+) -> list[Sentence]:
+    """The best sentence, then the next best that fit the word budget and score at least min_share of its odds."""
+    best = ranked[0]
+    chosen = [best]
+    words = best.words
+    for s in ranked[1:]:
+        if len(chosen) >= max_sentences or s.probability < min_share * best.probability:
+            break
+        if words + s.words <= max_words:
+            chosen.append(s)
+            words += s.words
+    return chosen
+
+
+def sentence_table(
+    focus: str, candidates: Sequence[Candidate], idf: dict[str, float]
+) -> tuple[list[Sentence], np.ndarray, dict[str, float], str | None] | None:
+    """The sentences, their SENTENCE_FEATURES rows, the term weights and the asked-for type (None: no text)."""
+    sentences = split_sentences(candidates)
+    if not sentences or not idf:
+        return None
+    weights = dict(idf)
+    for term in answer_type_terms(focus) & weights.keys():
+        weights[term] *= TYPE_NOUN_WEIGHT
+    kind = question_type(focus)
+    return sentences, sentence_features(sentences, weights, kind), weights, kind
+
+
+def read_evidence(
+    focus: str,
+    candidates: Sequence[Candidate],
+    idf: dict[str, float],
+    *,
+    model: AnswerModel,
+    max_sentences: int,
+) -> Evidence | None:
+    """Score every sentence, choose the answer's sentences and compute the confidence features (None: no text)."""
+    table = sentence_table(focus, candidates, idf)
+    if table is None:
+        return None
+    sentences, rows, weights, kind = table
+    for s, logit in zip(sentences, (rows @ np.asarray(model.sentence)).tolist(), strict=True):
+        s.logit = logit
+    ranked = sorted(sentences, key=lambda s: -s.logit)
+    chosen = choose_sentences(ranked, max_words=model.max_words, max_sentences=max_sentences, min_share=model.min_share)
+    found = frozenset().union(*(s.terms for s in chosen))
+    type_ok = kind is None or any(satisfies_type(s.text, kind) for s in chosen)
+    reranks = [*sorted((c.rerank_score or 0.0 for c in candidates), reverse=True), 0.0]
+    best = ranked[0]
+    signals = {
+        "semantic": best.semantic,
+        "lexical": best.lexical,
+        "coverage": coverage(weights, found),
+        "chosen_probability": 1.0 - math.prod(1.0 - s.probability for s in chosen),
+        "type_ok": float(type_ok),
+    }
+    title = max(coverage(weights, frozenset(tokenize(s.chunk.title.replace("_", " ")))) for s in chosen)
+    features = np.asarray(
+        (
+            1.0,
+            best.logit,
+            signals["chosen_probability"],
+            best.semantic,
+            best.lexical,
+            signals["coverage"],
+            title,
+            reranks[0],
+            reranks[0] - reranks[1],
+            float(not type_ok),
+        )
+    )
+    missing = [t for t in weights if t not in found]
+    return Evidence(sentences, chosen, features, signals, kind, missing)
+
+
+def answer_confidence(evidence: Evidence, model: AnswerModel) -> float:
+    """P(the chosen sentences hold the answer), from the confidence model."""
+    logit = float(evidence.features @ np.asarray(model.confidence))
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def grade(confidence: float, *, abstain_threshold: float, answer_threshold: float) -> AnswerStatus:
+    """The status for a confidence: abstained below abstain_threshold, answered from answer_threshold up."""
+    if confidence < abstain_threshold:
+        return "abstained"
+    return "answered" if confidence >= answer_threshold else "uncertain"
+
+
+def answer_text(status: AnswerStatus, citations: Sequence[Citation]) -> str:
+    """The answer's words: the cited quotes in document order, after one plain line when it is unsure."""
+    quotes = " ".join(cite(c.quote, c.n) for c in citations)
+    return f"{UNCERTAIN}\n{quotes}" if status == "uncertain" else quotes
 
 
 def extract_answer(
@@ -198,64 +400,42 @@ def extract_answer(
     candidates: Sequence[Candidate],
     *,
     index: BM25Index,
-    threshold: float,
+    abstain_threshold: float,
+    answer_threshold: float,
     focus: str | None = None,
     max_sentences: int = 3,
-    weights: Weights = Weights(),
+    model: AnswerModel = AnswerModel(),
 ) -> Extraction:
-    """Choose up to max_sentences sentences that answer the question, or abstain when confidence < threshold.
+    """Cite the sentences likeliest to answer, graded answered / uncertain, or abstain when nothing is relevant.
 
-    `focus` is the question text whose terms must be covered (a follow-up's own words; retrieval may have used
+    `focus` is the question text the sentences are matched to (a follow-up's own words; retrieval may have used
     a longer, condensed query); the candidates' sentence scores must be cosines to it.
     """
     focus = focus or question
-    terms = tokenize(focus, drop=QUERY_STOPWORDS)
-    sentences = split_sentences(candidates)
-    if not sentences or not terms:
-        return Extraction(ABSTAIN, [], "abstained", 0.0, threshold, reason="no matching passages")
-    idf = term_weights(terms, index)
-    for term in answer_type_terms(focus) & idf.keys():
-        idf[term] *= weights.type_noun_weight
-    for s in sentences:
-        s.lexical = coverage(idf, s.terms)
-    for s in sentences:
-        s.score = weights.semantic * s.semantic + weights.lexical * s.lexical + weights.chunk_prior / s.chunk_rank
-    ranked = sorted(sentences, key=lambda s: -s.score)
-    best = ranked[0]
-    chosen = [best]
-    found = set(best.terms)
-    for s in ranked[1:]:
-        if len(chosen) >= max_sentences or s.score < weights.extra_sentence_ratio * best.score:
-            break
-        if coverage(idf, found | s.terms) > coverage(idf, found):
-            chosen.append(s)
-            found |= s.terms
-
-    kind = question_type(focus)
-    type_ok = any(satisfies_type(s.text, kind) for s in chosen)
-    covered = coverage(idf, found)
-    confidence = (
-        weights.confidence_semantic * best.semantic
-        + weights.confidence_coverage * covered
-        - (0.0 if type_ok else weights.type_penalty)
+    evidence = read_evidence(
+        focus, candidates, question_weights(focus, index), model=model, max_sentences=max_sentences
     )
-    signals = {"semantic": best.semantic, "coverage": covered, "type_ok": float(type_ok)}
-    if confidence < threshold:
-        missing = [t for t in idf if t not in found]
-        why = (
-            f"best evidence scored {confidence:.2f}, below the {threshold:.2f} threshold"
-            f" (meaning match {best.semantic:.2f}, {covered:.0%} of the question's key terms found)"
+    if evidence is None:
+        return Extraction(ABSTAIN, [], "abstained", 0.0, abstain_threshold, reason="no matching passages")
+    confidence = answer_confidence(evidence, model)
+    status = grade(confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
+    signals = {**evidence.signals, "answer_threshold": answer_threshold}
+    if status == "abstained":
+        signals_text = (
+            f"meaning match {evidence.signals['semantic']:.2f}, "
+            f"{evidence.signals['coverage']:.0%} of the question's key terms found"
         )
-        if missing:
-            why += f"; not found: {', '.join(missing[:5])}"
-        if not type_ok:
-            why += f"; no {kind} in the best passage"
-        return Extraction(ABSTAIN, [], "abstained", confidence, threshold, signals, why)
+        why = f"best evidence scored {confidence:.2f}, below the {abstain_threshold:.2f} threshold ({signals_text})"
+        if evidence.missing:
+            why += f"; not found: {', '.join(evidence.missing[:5])}"
+        if not evidence.signals["type_ok"]:
+            why += f"; no {evidence.kind} in the best passage"
+        return Extraction(ABSTAIN, [], "abstained", confidence, abstain_threshold, signals, why)
 
-    chosen.sort(key=lambda s: s.doc_span)
+    chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
-    text = " ".join(cite(c.quote, c.n) for c in citations)
-    return Extraction(text, citations, "answered", confidence, threshold, signals)
+    # rag.short_answer (issue 11 §3) attaches Extraction.short_answer here, from the chosen citations.
+    return Extraction(answer_text(status, citations), citations, status, confidence, abstain_threshold, signals)
 
 
 def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:

@@ -8,12 +8,11 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from rag.answer import Extraction, extract_answer, verify_citation
+from rag.answer import Extraction, answer_text, extract_answer, verify_citation
 from rag.bm25 import BM25Index
 from rag.condense import answer_quotes, condense_question
 from rag.embeddings import LocalEmbeddings, make_embeddings
 from rag.llm import describe_llm, make_llm
-from rag.markers import cite
 from rag.overview import is_corpus_question, overview_answer
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
@@ -155,7 +154,8 @@ class Assistant:
             question,
             context,
             index=index,
-            threshold=self.settings.abstain_threshold,
+            abstain_threshold=self.settings.abstain_threshold,
+            answer_threshold=self.settings.answer_threshold,
             focus=question if history else None,
             max_sentences=self.settings.max_answer_sentences,
         )
@@ -195,7 +195,7 @@ class Assistant:
         if len(kept) == len(extraction.citations):
             return extraction
         renumbered = [c.model_copy(update={"n": n}) for n, c in enumerate(kept, start=1)]
-        text = " ".join(cite(c.quote, c.n) for c in renumbered) if renumbered else extraction.text
+        text = answer_text(extraction.status, renumbered) if renumbered else extraction.text
         return Extraction(
             text,
             renumbered,

@@ -65,13 +65,21 @@ class Settings(BaseSettings):
     mode: AnswerMode = Field(
         default="auto", description="auto: use the LLM when one is configured, else extract sentences."
     )
-    max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Sentences in an extractive answer.")
-    abstain_threshold: float = Field(
-        default=0.39,
+    max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Most sentences in an extractive answer.")
+    answer_threshold: float = Field(
+        default=0.5,
         ge=0,
         le=1,
-        description="Extractive answers abstain when their evidence scores below this; higher abstains more. "
-        "Calibrated on SQuAD 2.0 and the seed set; `rag eval --out` shows the trade-off on your questions.",
+        description="Extractive answers are `answered` when their confidence (the chance the cited sentences hold "
+        "the answer) is at least this, else `uncertain`; higher hedges more. Fitted on NQ-open dev, SQuAD 2.0 and "
+        "RealTimeQA (`python -m evals.fit answer`).",
+    )
+    abstain_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Extractive answers abstain when their confidence is below this; higher abstains more. "
+        "Fitted with RAG_ANSWER_THRESHOLD; `rag eval --out` shows the trade-off on your questions.",
     )
 
     # LLM (any OpenAI-compatible endpoint, or a local GGUF served in-process)
