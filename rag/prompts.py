@@ -9,7 +9,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 ABSTAIN = "I can't answer that from the indexed documents."
 # The first line of an extractive answer the assistant is unsure of; the closest cited sentences follow it.
-UNCERTAIN = "I'm not sure the documents answer this; the closest passages say:"
+UNCERTAIN = "Not sure this answers it:"
 ABSTAIN_DETAIL = "The documents do not appear to say: {reason}"
 NO_DOCUMENTS = "No documents are indexed yet. Run `rag ingest PATH` or upload files in the Documents tab."
 CORPUS_OVERVIEW = "I have {count} document(s) indexed:"

@@ -15,7 +15,6 @@ NQ-open's test half is never read here.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import random
@@ -35,6 +34,7 @@ from rag.answer import (
     AnswerModel,
     Evidence,
     answer_confidence,
+    choose_sentences,
     question_weights,
     read_evidence,
     sentence_table,
@@ -69,28 +69,30 @@ class Record:
 def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache_dir: Path) -> list[Record]:
     """Retrieve every question as `ask` does (cached per collection revision) and return the records."""
     revision = assistant.store.revision()
-    path = cache_dir / f"{name}-{assistant.settings.collection}-{revision[:16]}-k{assistant.settings.k}.jsonl.gz"
+    path = cache_dir / f"{name}-{assistant.settings.collection}-{revision[:16]}-k{assistant.settings.k}.jsonl"
     cached: dict[str, dict[str, Any]] = {}
     if path.exists():
-        with gzip.open(path, "rt", encoding="utf-8") as lines:
+        with path.open(encoding="utf-8") as lines:
             cached = {row["id"]: row for row in map(json.loads, lines)}
     missing = [item for item in items if item.id not in cached]
     if missing:
         index = assistant.search.bm25()
-        for done, item in enumerate(missing, start=1):
-            found = assistant.retrieve(item.question)
-            scored = assistant.search.score_sentences(found, assistant.search.query_vector(item.question))
-            cached[item.id] = {
-                "id": item.id,
-                "idf": question_weights(item.question, index),
-                "candidates": [c.model_dump(mode="json") for c in scored],
-            }
-            if done % 100 == 0:
-                print(f"  {name}: retrieved {done}/{len(missing)}", flush=True)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with gzip.open(path, "wt", encoding="utf-8") as out:
-            for row in cached.values():
+        # Appended as it goes, so an interrupted run keeps what it retrieved.
+        with path.open("a", encoding="utf-8") as out:
+            for done, item in enumerate(missing, start=1):
+                found = assistant.retrieve(item.question)
+                scored = assistant.search.score_sentences(found, assistant.search.query_vector(item.question))
+                row = {
+                    "id": item.id,
+                    "idf": question_weights(item.question, index),
+                    "candidates": [c.model_dump(mode="json") for c in scored],
+                }
                 out.write(json.dumps(row) + "\n")
+                out.flush()
+                cached[item.id] = row
+                if done % 100 == 0:
+                    print(f"  {name}: retrieved {done}/{len(missing)}", flush=True)
     return [
         Record(
             name,
@@ -118,17 +120,23 @@ def squad_fit_items(path: Path, *, sample: int, seed: int) -> tuple[Any, list[QA
     return everything, [pool[i] for i in sorted(random.Random(seed).sample(range(len(pool)), sample))]
 
 
+def nq_records(args: argparse.Namespace, split: str, sample: int | None) -> list[Record]:
+    """One NQ-open half (a seeded sample of it when sample is given), retrieved from its collection."""
+    from evals.nq import load_nq_open, nq_collection
+
+    items = load_nq_open(args.nq, split=split, withhold=args.nq_withhold, seed=args.nq_seed).items
+    if sample and sample < len(items):
+        items = [items[i] for i in sorted(random.Random(args.nq_seed).sample(range(len(items)), sample))]
+    assistant = assistant_for(nq_collection(args.nq_withhold, args.nq_seed), args.nq_home)
+    return retrieve_all(f"nq-{split}", items, assistant, Settings().home / "evals" / "fit-answer")
+
+
 def load_records(args: argparse.Namespace) -> list[Record]:
     """Every dev question of every dataset given, retrieved."""
     cache = Settings().home / "evals" / "fit-answer"
     records: list[Record] = []
     if args.nq:
-        from evals.nq import NQ_COLLECTION, load_nq_open
-
-        dataset = load_nq_open(args.nq, split="dev", withhold=args.nq_withhold, seed=args.nq_seed)
-        assistant = assistant_for(NQ_COLLECTION, args.nq_home)
-        prepare_collection(dataset, assistant)
-        records += retrieve_all("nq-dev", dataset.items, assistant, cache)
+        records += nq_records(args, "dev", args.nq_sample)
     if args.squad:
         dataset, items = squad_fit_items(args.squad, sample=args.squad_sample, seed=args.squad_seed)
         assistant = assistant_for(dataset.default_collection)
@@ -137,8 +145,10 @@ def load_records(args: argparse.Namespace) -> list[Record]:
     if args.rtqa:
         questions = load_jsonl(args.rtqa / "rtqa.jsonl")
         records += retrieve_all("rtqa", questions, assistant_for(args.rtqa_collection, args.rtqa_home), cache)
-        negatives = load_jsonl(args.rtqa / "rtqa_neg.jsonl")
-        records += retrieve_all("rtqa-neg", negatives, assistant_for(args.rtqa_neg_collection, args.rtqa_home), cache)
+        if args.rtqa_neg_collection:
+            negatives = load_jsonl(args.rtqa / "rtqa_neg.jsonl")
+            neg_assistant = assistant_for(args.rtqa_neg_collection, args.rtqa_home)
+            records += retrieve_all("rtqa-neg", negatives, neg_assistant, cache)
     return records
 
 
@@ -228,18 +238,27 @@ def mean(values: Sequence[float]) -> float:
 def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: float) -> AnswerModel:
     """The word budget and share rule with the most gold answers on NQ dev, no longer than lead-2 on average."""
     answerable = [r for r in records if r.item.answerable]
+    # Scores don't depend on the budget: rank each question's sentences once, then replay only the choice.
+    ranked = []
+    for outcome in answer_all(answerable, model):
+        if outcome.evidence is not None:
+            ranked.append((outcome.record, sorted(outcome.evidence.sentences, key=lambda s: -s.logit)))
     best: tuple[float, AnswerModel] | None = None
     prefix = words(UNCERTAIN)
     for budget in WORD_BUDGETS:
         for share in SHARES:
-            candidate = replace(model, max_words=budget, min_share=share)
-            outcomes = answer_all(answerable, candidate)
-            gold = mean([o.gold for o in outcomes])
-            # Room for the uncertain line on about half the answers, so the graded answers stay within lead-2.
-            length = mean([o.words for o in outcomes]) + prefix / 2
-            print(f"  budget {budget:2d} share {share:.1f}: gold in answer {gold:.3f}, {length:.1f} words")
-            if length <= lead2_words and (best is None or gold > best[0]):
-                best = (gold, candidate)
+            gold, length = [], []
+            for record, sentences in ranked:
+                chosen = choose_sentences(sentences, max_words=budget, max_sentences=MAX_SENTENCES, min_share=share)
+                text = " ".join(s.text for s in chosen)
+                gold.append(holds_gold(text, record))
+                length.append(words(text))
+            # Room for the uncertain line on every answer: the graded answers must stay within lead-2 whatever
+            # share ends up uncertain.
+            rate, size = sum(gold) / len(answerable), mean(length) + prefix
+            print(f"  budget {budget:2d} share {share:.1f}: gold in answer {rate:.3f}, {size:.1f} words")
+            if size <= lead2_words and (best is None or rate > best[0]):
+                best = (rate, replace(model, max_words=budget, min_share=share))
     assert best is not None, "no budget is as short as lead-2"
     return best[1]
 
@@ -269,17 +288,26 @@ def status_rates(outcomes: Sequence[Outcome], abstain: float, answer: float) -> 
 
 
 def choose_thresholds(outcomes: Sequence[Outcome]) -> tuple[float, float]:
-    """The highest abstain threshold with few refusals, and the lowest answer threshold that is precise enough."""
+    """The highest abstain threshold with few refusals in every dataset, then the lowest precise answer threshold."""
     grid = [round(t, 3) for t in np.arange(0.0, 1.0, 0.005)]
-    answerable = [o for o in outcomes if o.record.item.answerable]
-    abstain = max(t for t in grid if mean([o.confidence < t for o in answerable]) <= MAX_REFUSAL)
+    datasets: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        datasets.setdefault(outcome.record.dataset, []).append(outcome)
+
+    def refusals(t: float) -> float:
+        answerable = [[o for o in group if o.record.item.answerable] for group in datasets.values()]
+        return max(mean([o.confidence < t for o in group]) for group in answerable if group)
+
+    def confident_on_unanswerable(t: float, answer: float) -> float:
+        return max(status_rates(group, t, answer)["answered_on_unanswerable"] for group in datasets.values())
+
+    abstain = max(t for t in grid if refusals(t) <= MAX_REFUSAL)
     for t in grid:
-        if t < abstain:
-            continue
         rates = status_rates(outcomes, abstain, t)
         if (
-            rates["answered_precision"] >= MIN_ANSWERED_PRECISION
-            and rates["answered_on_unanswerable"] <= MAX_CONFIDENT_ON_UNANSWERABLE
+            t >= abstain
+            and rates["answered_precision"] >= MIN_ANSWERED_PRECISION
+            and confident_on_unanswerable(abstain, t) <= MAX_CONFIDENT_ON_UNANSWERABLE
         ):
             return abstain, t
     return abstain, 1.0
@@ -305,13 +333,15 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nq", type=Path, help="nq-open-oracle.jsonl.gz (its dev half is used)")
     parser.add_argument("--nq-withhold", type=float, default=0.2)
     parser.add_argument("--nq-seed", type=int, default=0)
+    parser.add_argument("--nq-sample", type=int, help="a seeded sample of the dev half (default: all of it)")
+    parser.add_argument("--nq-test-sample", type=int, help="also REPORT (never fit) on a sample of the test half")
     parser.add_argument("--nq-home", type=Path, help="RAG_HOME holding the NQ-open collection (default RAG_HOME)")
     parser.add_argument("--squad", type=Path, help="SQuAD 2.0 dev-v2.0.json")
     parser.add_argument("--squad-sample", type=int, default=800)
     parser.add_argument("--squad-seed", type=int, default=1)
     parser.add_argument("--rtqa", type=Path, help="the realtimeqa-2022 folder (rtqa.jsonl, rtqa_neg.jsonl)")
     parser.add_argument("--rtqa-collection", default="rtqa2022")
-    parser.add_argument("--rtqa-neg-collection", default="rtqa2022-neg")
+    parser.add_argument("--rtqa-neg-collection", default="rtqa2022-neg", help="corpus_neg's collection; '' skips it")
     parser.add_argument("--rtqa-home", type=Path, help="RAG_HOME holding the RealTimeQA collections (default RAG_HOME)")
     return parser.parse_args(list(argv))
 
@@ -339,6 +369,10 @@ def main(argv: Sequence[str]) -> None:
     abstain, answer = choose_thresholds(tuned)
     for name in by_dataset:
         report(name, [o for o in outcomes if o.record.dataset == name], abstain, answer)
+    if args.nq and args.nq_test_sample:
+        # Reported after every choice is made, and never fed back: the test half only measures.
+        test = nq_records(args, "test", args.nq_test_sample)
+        report("nq-test (report only)", answer_all(test, model), abstain, answer)
     print()
     print(f"AnswerModel(sentence={model.sentence}, confidence={model.confidence},")
     print(f"            max_words={model.max_words}, min_share={model.min_share})")
