@@ -6,7 +6,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,18 @@ def contains_answer(text: str, answers: Sequence[str]) -> bool:
     """True when text contains any gold answer, after normalisation ("270" does not match "2700")."""
     norm = normalize_answer(text)
     return any(contains_phrase(norm, normalize_answer(a)) for a in answers)
+
+
+class AnswerHaystack:
+    """Many texts normalised once, so asking whether a gold answer occurs in any of them is one substring search."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        # A NUL between texts (normalisation leaves none) keeps a phrase from running across two of them.
+        self._joined = " \0 ".join(normalize_answer(t) for t in texts)
+
+    def contains(self, answers: Sequence[str]) -> bool:
+        """True when any gold answer occurs in one of the texts, on word boundaries, as contains_answer."""
+        return any(contains_phrase(self._joined, normalize_answer(a)) for a in answers)
 
 
 def token_f1(prediction: str, gold: str) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.dataset import Paragraph, QAItem, load_jsonl, load_squad2
+from evals.dataset import QAItem, load_jsonl, load_squad2
 from evals.metrics import (
     RANK_DEPTH,
     abstention_auc,
@@ -20,7 +20,8 @@ from evals.metrics import (
     is_hit,
     summarize,
 )
-from evals.squad import SQUAD_COLLECTION, ensure_indexed
+from evals.nq import DEFAULT_WITHHOLD, NQ_FORMAT, load_nq_open, nq_collection
+from evals.squad import SQUAD_COLLECTION, TextFile, ensure_indexed
 from rag.types import IndexNotFound, RagError
 
 if TYPE_CHECKING:
@@ -35,35 +36,60 @@ TRADEOFF_STEPS = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
 
 Search = Callable[[str], Sequence["Chunk"]]
 Progress = Callable[[int, int], None]
-FORMATS = ("jsonl", "squad2")
+FORMATS = ("jsonl", "squad2", NQ_FORMAT)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated questions, plus the documents to index first when the dataset brings its own (SQuAD)."""
+    """Validated questions, plus the documents to index first when the dataset brings its own (SQuAD, NQ-open)."""
 
     name: str
     format: str
     items: list[QAItem]
-    paragraphs: list[Paragraph] | None = None
+    paragraphs: Sequence[TextFile] | None = None
     default_collection: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def load_dataset(path: Path, *, fmt: str = "jsonl", sample: int | None = None, seed: int = 0) -> Dataset:
-    """Read and validate a whole dataset before any work starts; DatasetError says what is wrong where."""
+def load_dataset(
+    path: Path,
+    *,
+    fmt: str = "jsonl",
+    sample: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    withhold: float | None = None,
+) -> Dataset:
+    """Read and validate a whole dataset before any work starts; DatasetError says what is wrong where.
+
+    `split` and `withhold` belong to NQ-open (defaults: all, 0.2); `seed` drives its split and withheld share
+    as well as the sample.
+    """
     if fmt not in FORMATS:
         raise RagError(f"unknown dataset format '{fmt}' (choose from: {', '.join(FORMATS)})")
     if sample is not None and sample < 1:
         raise RagError("--sample must be at least 1")
+    if fmt != NQ_FORMAT and (split is not None or withhold is not None):
+        raise RagError(f"--split and --withhold apply to --format {NQ_FORMAT} only")
     if fmt == "squad2":
         paragraphs, items = load_squad2(path, sample=sample, seed=seed)
         details = {"format": fmt, "sample": len(items), "seed": seed, "paragraphs": len(paragraphs)}
         return Dataset(path.name, fmt, items, paragraphs, SQUAD_COLLECTION, details)
-    items = load_jsonl(path)
-    if sample is not None and sample < len(items):
-        items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), sample))]
-    return Dataset(path.name, fmt, items, details={"format": fmt})
+    if fmt == NQ_FORMAT:
+        withhold = DEFAULT_WITHHOLD if withhold is None else withhold
+        nq = load_nq_open(path, split=split or "all", withhold=withhold, seed=seed)
+        items, details = _sampled(nq.items, sample, seed), dict(nq.details)
+        if len(items) < len(nq.items):
+            details["sample"] = len(items)
+        return Dataset(path.name, fmt, items, nq.passages, nq_collection(withhold, seed), details)
+    return Dataset(path.name, fmt, _sampled(load_jsonl(path), sample, seed), details={"format": fmt})
+
+
+def _sampled(items: list[QAItem], sample: int | None, seed: int) -> list[QAItem]:
+    """A seeded sample of the items, in their original order (all of them when sample is None or larger)."""
+    if sample is None or sample >= len(items):
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), sample))]
 
 
 def prepare_collection(dataset: Dataset, assistant: Assistant, *, progress: Progress | None = None) -> None:
