@@ -191,7 +191,10 @@ def print_stream(events: Iterator[StreamEvent], *, as_json: bool) -> None:
 
 @app.command(name="eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="A JSONL dataset, or a SQuAD 2.0 JSON file with --format squad2.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="A JSONL dataset, a SQuAD 2.0 JSON file (--format squad2) or NQ-open oracle .jsonl.gz."),
+    ],
     collection: CollectionOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="Chunks handed to the answer step.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="extractive, llm or auto (default: RAG_MODE).")] = None,
@@ -200,9 +203,18 @@ def eval_(
         typer.Option("--retriever", help="hybrid, bm25, vector or langchain-ensemble: whose ranks head the report."),
     ] = "hybrid",
     compare: Annotated[bool, typer.Option("--compare", help="Rank with every retriever, side by side.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or squad2.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, squad2 or nq-open.")] = "jsonl",
+    split: Annotated[
+        str | None, typer.Option("--split", help="nq-open: dev, test or all (default) of the seeded halves.")
+    ] = None,
+    withhold: Annotated[
+        float | None,
+        typer.Option("--withhold", help="nq-open: share of passages left out, making questions unanswerable (0.2)."),
+    ] = None,
     sample: Annotated[int | None, typer.Option("--sample", help="Evaluate a seeded sample of N questions.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the sample (and of nq-open's split and withheld share).")
+    ] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.md, metrics.json and plots here.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -215,7 +227,9 @@ def eval_(
         raise fail(f"unknown retriever '{retriever}' (choose from: {', '.join(RETRIEVERS)})", code=2)
     tty = sys.stderr.isatty()
     try:
-        data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed)  # every line checked before any work
+        data = load_dataset(
+            dataset, fmt=fmt, sample=sample, seed=seed, split=split, withhold=withhold
+        )  # every line checked before any work
         settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
         assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
         with progress_bar(enabled=tty) as progress:
