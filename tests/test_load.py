@@ -22,7 +22,7 @@ ARTICLE_HTML = """<html><head><title>Flood waters rise in Kisumu</title></head><
 
 
 def load(path: Path, max_mb: float = 50):
-    return load_file(path, max_bytes=int(max_mb * MB))
+    return load_file(path, max_bytes=int(max_mb * MB), timeout_s=60, memory_mb=1024)
 
 
 def write_pdf(path: Path, pages: list[list[str]], title: str | None = None) -> Path:
