@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import atexit
 import errno
-import multiprocessing
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from rag.types import Document, IngestFailure, LoadError, PageSpan
 
@@ -82,13 +82,13 @@ def read_pdf(path: Path, data: bytes) -> Document:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
         info_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:  # PyPdfError: also its size limits
         raise LoadError(f"corrupt PDF ({exc})") from exc
     spans, parts, offset = [], [], 0
     for number, page_text in enumerate(pages, start=1):
@@ -143,37 +143,37 @@ def _address_space() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _serve(conn: Connection, memory_mb: int) -> None:
-    """The worker: parse (suffix, path, data) requests under an address-space limit until the pipe closes."""
+def serve(read_fd: int, write_fd: int, memory_mb: int) -> None:
+    """The worker's loop: parse (suffix, path, data) requests under an address-space limit until the pipe closes."""
     import logging
     import resource
-    import signal
 
     import docx  # noqa: F401  (imported before the limit is set, so the limit is what a parse adds)
     import pypdf  # noqa: F401
     import trafilatura  # noqa: F401
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops this worker
     logging.disable(logging.WARNING)  # parsers log every oddity they repair; a failure is reported by the parent
     limit = _address_space() + memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     while True:
         try:
-            suffix, path, data = conn.recv()
+            suffix, path, data = requests.recv()
         except EOFError:
             return
         try:
-            conn.send(("ok", READERS[suffix](Path(path), data)))
+            replies.send(("ok", READERS[suffix](Path(path), data)))
         except LoadError as exc:
-            conn.send(("error", str(exc)))
+            replies.send(("error", str(exc)))
         except MemoryError:
             del data
-            conn.send(("error", f"needs more than {memory_mb} MB of memory to parse (RAG_PARSE_MEMORY_MB)"))
-            return  # a parser that ran out of memory may have left its state half-built: start afresh
+            # A parser out of memory may have left its state half-built: this worker ends, the next starts afresh.
+            replies.send(("fatal", f"needs more than {memory_mb} MB of memory to parse (RAG_PARSE_MEMORY_MB)"))
+            return
         except RecursionError:
-            conn.send(("error", "nested too deeply to parse"))
+            replies.send(("error", "nested too deeply to parse"))
         except Exception as exc:  # a parser bug on one file is that file's failure, not the worker's
-            conn.send(("error", f"cannot parse ({type(exc).__name__}: {str(exc)[:200]})"))
+            replies.send(("error", f"cannot parse ({type(exc).__name__}: {str(exc)[:200]})"))
 
 
 class ParserWorker:
@@ -181,53 +181,76 @@ class ParserWorker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._requests: Connection | None = None
+        self._replies: Connection | None = None
         self._memory_mb = 0
 
     def parse(self, suffix: str, path: Path, data: bytes, *, timeout_s: float, memory_mb: int) -> Document:
         """The reader's Document, or a LoadError when the parse fails, runs out of time or memory, or crashes."""
         with self._lock:
-            if self._conn is None or self._memory_mb != memory_mb or not self._process.is_alive():
+            if self._process is None or self._memory_mb != memory_mb or self._process.poll() is not None:
                 self._start(memory_mb)
-            assert self._conn is not None
+            assert self._process is not None and self._requests is not None and self._replies is not None
             try:
-                self._conn.send((suffix, str(path), data))
-                if not self._conn.poll(timeout_s):
+                self._requests.send((suffix, str(path), data))
+                if not self._replies.poll(timeout_s):
                     self.stop()
                     raise LoadError(f"parsing took longer than {timeout_s:g} s (RAG_PARSE_TIMEOUT_S)")
-                kind, value = self._conn.recv()
+                kind, value = self._replies.recv()
             except (EOFError, OSError) as exc:
-                self._process.join(5)
-                code = self._process.exitcode
+                try:
+                    code = self._process.wait(5)
+                except subprocess.TimeoutExpired:
+                    code = None
                 self.stop()
                 raise LoadError(f"the parser crashed on this file (exit code {code})") from exc
             except BaseException:
                 self.stop()  # Ctrl-C mid-exchange: the pipe's state is unknown, so the next file gets a new worker
                 raise
-        if kind == "error":
+            if kind == "fatal":
+                self.stop()
+        if kind != "ok":
             raise LoadError(value)
         return value  # type: ignore[no-any-return]
 
     def _start(self, memory_mb: int) -> None:
         self.stop()
-        # spawn, not fork: a fork would inherit the parent's torch and Chroma mappings (and threads) and count them.
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, memory_mb), daemon=True, name="rag-parser")
-        self._process.start()
-        child.close()
-        self._conn, self._memory_mb = parent, memory_mb
+        # A fresh interpreter, not a fork: a fork would inherit (and count against the limit) the parent's torch and
+        # Chroma mappings and threads. Its own session: Ctrl-C in the terminal is the parent's to handle.
+        from_parent, to_child = os.pipe()  # (read end, write end)
+        from_child, to_parent = os.pipe()
+        # This file alone, not the ingest package, whose __init__ pulls in Chroma and LangChain (seconds, and more).
+        code = (
+            "import importlib.util as u; s = u.spec_from_file_location('rag_parser', %r); m = u.module_from_spec(s); "
+            "s.loader.exec_module(m); m.serve(%d, %d, %d)" % (__file__, from_parent, to_parent, memory_mb)
+        )
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the same rag package
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                pass_fds=(from_parent, to_parent),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(from_parent)
+            os.close(to_parent)
+        self._requests = Connection(to_child, readable=False)
+        self._replies = Connection(from_child, writable=False)
+        self._memory_mb = memory_mb
 
     def stop(self) -> None:
         """End the worker process, if one runs."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._requests, self._replies):
+            if conn is not None:
+                conn.close()
+        self._requests = self._replies = None
         if self._process is not None:
-            if self._process.is_alive():
+            if self._process.poll() is None:
                 self._process.kill()
-            self._process.join()
+            self._process.wait()
             self._process = None
 
 

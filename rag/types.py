@@ -183,7 +183,7 @@ StreamEvent = TokenEvent | FinalEvent
 
 
 def one_line(text: str) -> str:
-    """text with newlines, other control characters and undecodable bytes escaped, so it prints as one line."""
+    """Text with newlines, other control characters and undecodable bytes escaped, so it prints as one line."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
 
 
