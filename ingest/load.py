@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from rag.types import Document, IngestFailure, LoadError, PageSpan
+from rag.types import Document, IngestFailure, LoadError, PageSpan, one_line
 
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 # The text of the first level-1 heading line; the closing #s are cut in Python: a lazy group followed by \s*#*\s*$
@@ -152,6 +152,12 @@ def _address_space() -> int:
         return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def error_line(message: str, limit: int = 300) -> str:
+    """A parser's message as one printable line of at most limit characters (lxml's span lines and quote bytes)."""
+    line = one_line(" ".join(message.split()))
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def serve(read_fd: int, write_fd: int, memory_mb: int) -> None:
     """The worker's loop: parse (suffix, path, data) requests under an address-space limit until the pipe closes."""
     import logging
@@ -173,7 +179,7 @@ def serve(read_fd: int, write_fd: int, memory_mb: int) -> None:
         try:
             replies.send(("ok", READERS[suffix](Path(path), data)))
         except LoadError as exc:
-            replies.send(("error", str(exc)))
+            replies.send(("error", error_line(str(exc))))
         except MemoryError:
             del data
             # A parser out of memory may have left its state half-built: this worker ends, the next starts afresh.
@@ -182,7 +188,7 @@ def serve(read_fd: int, write_fd: int, memory_mb: int) -> None:
         except RecursionError:
             replies.send(("error", "nested too deeply to parse"))
         except Exception as exc:  # a parser bug on one file is that file's failure, not the worker's
-            replies.send(("error", f"cannot parse ({type(exc).__name__}: {str(exc)[:200]})"))
+            replies.send(("error", error_line(f"cannot parse ({type(exc).__name__}: {exc})")))
 
 
 class ParserWorker:
@@ -231,8 +237,8 @@ class ParserWorker:
         from_child, to_parent = os.pipe()
         # This file alone, not the ingest package, whose __init__ pulls in Chroma and LangChain (seconds, and more).
         code = (
-            "import importlib.util as u; s = u.spec_from_file_location('rag_parser', %r); m = u.module_from_spec(s); "
-            "s.loader.exec_module(m); m.serve(%d, %d, %d)" % (__file__, from_parent, to_parent, memory_mb)
+            f"import importlib.util as u; s = u.spec_from_file_location('rag_parser', {__file__!r}); "
+            f"m = u.module_from_spec(s); s.loader.exec_module(m); m.serve({from_parent}, {to_parent}, {memory_mb})"
         )
         env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the same rag package
         try:

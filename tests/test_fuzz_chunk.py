@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from fuzzing import examples
 from hypothesis import given
@@ -13,14 +15,17 @@ from rag.answer import split_sentences, verify_citation
 from rag.text import sentence_spans
 from rag.types import Candidate, Citation, Document, PageSpan
 
+pytestmark = pytest.mark.fuzz
+
 # The awkward parts of real text, mixed with arbitrary characters: combining marks, emoji (skin tones, flags, ZWJ
 # families), right-to-left scripts and marks, every kind of line end, NUL-free control characters, odd spaces,
 # and the punctuation, abbreviations and capitals the sentence splitter keys on.
 PIECES = [
-    "\u0301", "e\u0301", "\u0915\u094d\u0937", "👍🏽", "🇰🇪", "👨\u200d👩\u200d👧", "مرحبا بالعالم. ", "שלום.", "\u200f", "\u200e",
-    "\u202e", "\r\n", "\r", "\n", "\n\n\n", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f", "\x85", "\u2028", "\u2029",
-    "\ufeff", "\u00a0", "\u3000", "\u200b", ". ", "! ", "? ", "...", "?!", "Dr. ", "e.g. ", "U.S. ", "“Quoted.” ",
-    "(Paren.) ", "'Single.' ", "The ", "River ", "1990. ", "A", "b", " ", "  ", "Share this", "© 2024 News",
+    "\u0301", "e\u0301", "\u0915\u094d\u0937", "👍🏽", "🇰🇪", "👨\u200d👩\u200d👧", "مرحبا بالعالم. ", "שלום.",
+    "\u200f", "\u200e", "\u202e", "\r\n", "\r", "\n", "\n\n\n", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "\x7f",
+    "\x85", "\u2028", "\u2029", "\ufeff", "\u00a0", "\u3000", "\u200b", ". ", "! ", "? ", "...", "?!", "Dr. ",
+    "e.g. ", "U.S. ", "“Quoted.” ", "(Paren.) ", "'Single.' ", "The ", "River ", "1990. ", "A", "b", " ", "  ",
+    "Share this", "© 2024 News",
 ]  # fmt: skip
 CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
 TEXT = st.lists(st.one_of(st.sampled_from(PIECES), st.text(CHARS, max_size=12)), max_size=120).map("".join)
@@ -72,8 +77,8 @@ def test_cleaned_pages_keep_exact_spans(pages: list[str]) -> None:
 def chunked(text: str, max_chars: int, overlap: int, *, pages: int = 1) -> tuple[Document, list]:
     """text cleaned (split into `pages` equal pages) and chunked as ingest does."""
     step = max(1, len(text) // pages)
-    cuts = [*range(0, len(text), step)][:pages] + [len(text)]
-    spans = tuple(PageSpan(page=i + 1, start=a, end=b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)))
+    cuts = [*[*range(0, len(text), step)][:pages], len(text)]
+    spans = tuple(PageSpan(page=i + 1, start=a, end=b) for i, (a, b) in enumerate(itertools.pairwise(cuts)))
     doc = clean_document(Document(source="fuzz.md", title="Fuzz", text=text, pages=spans if pages > 1 else ()))
     return doc, chunk_document(doc, max_chars=max_chars, overlap_chars=overlap)
 

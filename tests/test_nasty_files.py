@@ -10,10 +10,10 @@ import sys
 import threading
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
+from fuzzing import FONT, hello_pdf, page, raw_pdf, stream
 
 from ingest.load import PARSER, find_files, load_file
 from rag.types import Document, IngestFailure, LoadError
@@ -26,41 +26,6 @@ RAG = shutil.which("rag", path=str(Path(sys.executable).parent)) or "rag"
 
 def load(path: Path, **limits: float) -> Document:
     return load_file(path, **(LIMITS | limits))  # type: ignore[arg-type]
-
-
-def raw_pdf(objects: list[bytes]) -> bytes:
-    """A PDF from numbered object bodies (object 1 is the catalog), with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def stream(data: bytes, *, deflate: bool = False) -> bytes:
-    body = zlib.compress(data, 9) if deflate else data
-    flate = b" /Filter /FlateDecode" if deflate else b""
-    return b"<< /Length %d%s >>\nstream\n" % (len(body), flate) + body + b"\nendstream"
-
-
-FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
-
-
-def page(parent: int, contents: int, font: int, extra: bytes = b"") -> bytes:
-    return b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Contents %d 0 R " % (parent, contents) + (
-        b"/Resources << /Font << /F1 %d 0 R >> %s >> >>" % (font, extra)
-    )
-
-
-def hello_pdf(text: bytes = b"Hello from a small PDF.") -> bytes:
-    content = stream(b"BT /F1 12 Tf 72 720 Td (%s) Tj ET" % text)
-    catalog, pages = b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>"
-    return raw_pdf([catalog, pages, page(2, 4, 5), content, FONT])
 
 
 def looped_pdf() -> bytes:
@@ -316,9 +281,7 @@ def test_rag_ingest_of_a_folder_of_nasties_reports_each_in_one_line_exits_1_and_
     with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "wb") as file:
         file.write(b"Badly named.")
     env = os.environ | {"RAG_HOME": str(tmp_path / "home"), "RAG_PARSE_TIMEOUT_S": "3"}
-    run = subprocess.run(
-        [RAG, "ingest", str(folder), "--json"], env=env, capture_output=True, timeout=600, check=False
-    )
+    run = subprocess.run([RAG, "ingest", str(folder), "--json"], env=env, capture_output=True, timeout=600, check=False)
     assert run.returncode == 1, run.stderr
     assert run.stderr == b""  # no traceback, no warning: everything is in the summary
     summary = json.loads(run.stdout)
