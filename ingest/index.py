@@ -59,7 +59,14 @@ def to_langchain(chunk: Chunk, ingested_at: str) -> LCDocument:
 
 def read_document(path: Path, settings: Settings) -> tuple[Document, list[Chunk]]:
     """Load, clean and chunk one file; LoadError says why a file is unusable."""
-    doc = clean_document(load_file(path, max_bytes=int(settings.max_file_mb * 2**20)))
+    doc = clean_document(
+        load_file(
+            path,
+            max_bytes=int(settings.max_file_mb * 2**20),
+            timeout_s=settings.parse_timeout_s,
+            memory_mb=settings.parse_memory_mb,
+        )
+    )
     if not doc.text.strip():
         raise LoadError("no text after cleaning (empty or boilerplate only)")
     chunks = chunk_document(doc, max_chars=settings.chunk_chars, overlap_chars=settings.chunk_overlap_chars)
@@ -92,7 +99,7 @@ def ingest_paths(
     recorded = recorded_keys(records)
     lc_docs: list[LCDocument] = []
     loaded: list[Document] = []
-    for path in find_files(paths):
+    for path in find_files(paths, refused=report.failed):
         try:
             doc, chunks = read_document(path.resolve(), settings)
         except LoadError as exc:
