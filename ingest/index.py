@@ -12,6 +12,7 @@ from ingest.chunk import chunk_document
 from ingest.clean import clean_document
 from ingest.load import find_files, load_file
 from rag.bm25 import index_folder, load_bm25
+from rag.lock import writing
 from rag.store import DocumentTexts, Store, chunk_to_metadata
 from rag.types import Chunk, Document, IngestFailure, IngestReport, LoadError
 
@@ -82,6 +83,13 @@ def ingest_paths(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest files and folders; bad files are reported and skipped, committed work survives interruption."""
+    with writing(settings):  # embedded: this process becomes the home's owner; and no reader sees a half write
+        return _ingest_paths(paths, settings=settings, store=store, prune=prune, progress=progress)
+
+
+def _ingest_paths(
+    paths: Iterable[Path], *, settings: Settings, store: Store, prune: bool, progress: Progress | None
+) -> IngestReport:
     from langchain_core.indexing import index
 
     paths = [Path(p) for p in paths]
@@ -174,11 +182,12 @@ def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, re
 
 def remove_source(source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None) -> int:
     """Delete one document's chunks everywhere (BM25 included, via the revision); returns chunks deleted."""
-    records = records or make_record_manager(settings)
-    keys = records.list_keys(group_ids=[source])
-    if keys:
-        store.delete(keys)
-        records.delete_keys(keys)
-        store.bump_revision()
-    DocumentTexts(settings.home, settings.collection).delete(source)
-    return len(keys)
+    with writing(settings):
+        records = records or make_record_manager(settings)
+        keys = records.list_keys(group_ids=[source])
+        if keys:
+            store.delete(keys)
+            records.delete_keys(keys)
+            store.bump_revision()
+        DocumentTexts(settings.home, settings.collection).delete(source)
+        return len(keys)
