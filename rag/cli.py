@@ -309,6 +309,9 @@ def chat(
     except RagError as exc:
         raise fail(str(exc)) from exc
     try:
+        from ingest.index import repair_interrupted
+
+        repair_interrupted(assistant.settings, assistant.store)
         if assistant.store.count() == 0 and corpus.is_dir():
             from ingest import ingest_paths
 

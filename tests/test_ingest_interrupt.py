@@ -16,6 +16,7 @@ import pytest
 
 from ingest.index import INDEX_BATCH, read_document
 from ingest.load import find_files
+from rag.cli import EXIT_INTERRUPTED, INTERRUPTED
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store
@@ -46,6 +47,54 @@ def many_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def hooked_rag(*args: str, env: dict[str, str], hook: str, marker: Path) -> subprocess.Popen[bytes]:
+    """`rag ARGS` in a process that touches `marker` and then blocks at `hook`, so a signal always lands there."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOOKS[hook], str(marker), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+# Failure injection: the real CLI, with one function wrapped so the process waits where the test wants the signal.
+HOOKS = {
+    # After the first batch is committed: the run is mid-way, and cannot finish before the signal lands.
+    "first-batch": """
+import sys, time, pathlib
+marker = pathlib.Path(sys.argv.pop(1))
+from langchain_classic.indexes import SQLRecordManager
+update = SQLRecordManager.update
+def update_then_wait(self, *args, **kwargs):
+    update(self, *args, **kwargs)
+    marker.touch()
+    time.sleep(600)
+SQLRecordManager.update = update_then_wait
+from rag.cli import main
+main()
+""",
+    # Inside `import torch`, which model loading starts with (seconds of real work on these machines).
+    "model-loading": """
+import sys, time, pathlib
+marker = pathlib.Path(sys.argv.pop(1))
+class WaitInTorchImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            marker.touch()
+            time.sleep(600)
+        return None
+sys.meta_path.insert(0, WaitInTorchImport())
+from rag.cli import main
+main()
+""",
+}
+
+
+def wait_for(marker: Path, run: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists():
+        assert run.poll() is None, f"ingest ended before reaching the hook: {run.communicate()}"
+        assert time.monotonic() < deadline, "the hook was not reached in time"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupted_ingest_resumes_without_duplicates(tmp_path: Path, many_files: Path, stop: signal.Signals) -> None:
     home = tmp_path / "rag"
@@ -54,15 +103,9 @@ def test_interrupted_ingest_resumes_without_duplicates(tmp_path: Path, many_file
     expected = {c.id for path in find_files([many_files]) for c in read_document(path.resolve(), settings)[1]}
     assert len(expected) == FILES
 
-    run = subprocess.Popen(
-        [RAG, "ingest", str(many_files), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    run = hooked_rag("ingest", str(many_files), "--json", env=env, hook="first-batch", marker=tmp_path / "mid-run")
     try:
-        deadline = time.monotonic() + 240
-        while committed_records(home) < INDEX_BATCH:
-            assert run.poll() is None, f"ingest ended before the first batch was committed: {run.communicate()}"
-            assert time.monotonic() < deadline, "no batch committed in time"
-            time.sleep(0.05)
+        wait_for(tmp_path / "mid-run", run)
         run.send_signal(stop)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -70,10 +113,12 @@ def test_interrupted_ingest_resumes_without_duplicates(tmp_path: Path, many_file
             run.kill()
             run.wait()
     committed = committed_records(home)
-    assert run.returncode != 0
-    assert INDEX_BATCH <= committed < FILES, "the kill must land mid-run for this test to mean anything"
+    assert committed == INDEX_BATCH, "the signal landed after the first batch and before the second"
     if stop == signal.SIGINT:
-        assert "Traceback" not in stderr.decode(), stderr.decode()
+        assert run.returncode == EXIT_INTERRUPTED
+        assert stderr.decode().strip() == f"error: {INTERRUPTED}", "one line, no traceback"
+    else:
+        assert run.returncode == -signal.SIGKILL
 
     rerun = subprocess.run(
         [RAG, "ingest", str(many_files), "--json"], env=env, capture_output=True, text=True, timeout=600
@@ -93,3 +138,21 @@ def test_interrupted_ingest_resumes_without_duplicates(tmp_path: Path, many_file
     texts = DocumentTexts(home, settings.collection)
     sample = sorted(find_files([many_files]))[:: FILES // 5]
     assert all(texts.get(str(path.resolve())) is not None for path in sample)
+
+
+def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, many_files: Path) -> None:
+    home = tmp_path / "rag"
+    run = hooked_rag(
+        "ingest", str(many_files), env=os.environ | {"RAG_HOME": str(home)}, hook="model-loading", marker=tmp_path / "m"
+    )
+    try:
+        wait_for(tmp_path / "m", run)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == EXIT_INTERRUPTED
+    assert stderr.decode().strip() == f"error: {INTERRUPTED}" and not stdout
+    assert committed_records(home) == 0, "the signal landed before any work was committed"
