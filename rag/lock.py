@@ -56,9 +56,8 @@ _write_fds: dict[Path, tuple[int, int]] = {}  # home -> (fd, nesting depth) whil
 
 def this_command() -> str:
     """How this process was started, for the message another process shows: `rag chat`, `python app.py`."""
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if name in ("rag", "__main__.py", "-m"):
-        name = "rag"
+    script = Path(sys.argv[0] if sys.argv and sys.argv[0] else "python")
+    name = script.parent.name if script.name == "__main__.py" else script.name  # `python -m rag` -> rag
     args = [a for a in sys.argv[1:2] if not a.startswith("-")]
     return " ".join([name, *args])
 

@@ -11,11 +11,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ingest.index import INDEX_BATCH, read_document
+from ingest.index import (
+    INDEX_BATCH,
+    fits,
+    ingest_paths,
+    make_record_manager,
+    read_document,
+    recorded_keys,
+    repair_interrupted,
+)
 from ingest.load import find_files
+from rag.assistant import Assistant
 from rag.cli import EXIT_INTERRUPTED, INTERRUPTED
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
@@ -156,3 +166,75 @@ def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, ma
     assert run.returncode == EXIT_INTERRUPTED
     assert stderr.decode().strip() == f"error: {INTERRUPTED}" and not stdout
     assert committed_records(home) == 0, "the signal landed before any work was committed"
+
+
+SENTENCES = [
+    f"Report {n}: the {town} water board approved project {n * 7919 % 10007} on day {n % 28 + 1}."
+    for n, town in enumerate(TOWNS * 3)
+]
+
+
+def staged_state(tmp_path: Path, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch, where: str) -> Any:
+    """Ingest a document, change its start (every later chunk moves), and interrupt the re-ingest at `where`."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    path = folder / "report.txt"
+    path.write_text(" ".join(SENTENCES) + "\n", encoding="utf-8")
+    settings = Settings(home=tmp_path / "rag", chunk_chars=200, chunk_overlap_chars=0)
+    store = Store(settings, embeddings)
+    ingest_paths([folder], settings=settings, store=store)
+    path.write_text("Update: the boards merged in March. " + " ".join(SENTENCES) + "\n", encoding="utf-8")
+
+    if where == "mid-indexing":  # the vector store wrote half of the new chunks, then Ctrl-C landed
+        upsert = Store.upsert
+
+        def upsert_half(self: Store, ids: Any, texts: Any, metadatas: Any, vectors: Any) -> None:
+            half = len(ids) // 2
+            upsert(self, ids[:half], texts[:half], metadatas[:half], vectors[:half])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Store, "upsert", upsert_half)
+    else:  # every chunk indexed, old ones cleaned up, but the new text never became current
+
+        def interrupt(self: DocumentTexts, sources: Any = None) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(DocumentTexts, "commit_staged", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths([folder], settings=settings, store=store)
+    monkeypatch.undo()
+    return settings, store, folder, str(path.resolve())
+
+
+@pytest.mark.parametrize("where", ["mid-indexing", "before-commit"])
+def test_texts_staged_by_an_interrupted_ingest_are_repaired_at_restart(
+    tmp_path: Path, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    settings, store, folder, source = staged_state(tmp_path, embeddings, monkeypatch, where)
+    texts = DocumentTexts(settings.home, settings.collection)
+    old, new = texts.get(source), texts.get(source, staged=True)
+    assert old is not None and new is not None and old.text != new.text
+    assert texts.staged_sources() == [source], "the interrupted run left its new text staged"
+    chunks = store.chunks_of(source)
+    assert all(fits(old, c) or fits(new, c) for c in chunks)
+    if where == "mid-indexing":  # some chunks come from the new text, the old ones are all still there
+        assert any(not fits(old, c) for c in chunks) and any(not fits(new, c) for c in chunks)
+    else:
+        assert all(fits(new, c) for c in chunks) and any(not fits(old, c) for c in chunks)
+
+    assert repair_interrupted(settings, store) == [source]  # what `rag chat` and every ingest do first
+    kept = texts.get(source)
+    assert kept is not None and kept.text == (old.text if where == "mid-indexing" else new.text)
+    after = store.chunks_of(source)
+    assert after and all(fits(kept, c) for c in after), "every chunk fits the stored text again"
+    assert texts.staged_sources() == []
+    records = make_record_manager(settings)
+    assert recorded_keys(records)[source] == {c.id for c in after}, "records agree with the store"
+    answer = Assistant(settings, embeddings=embeddings).ask("Which project did the Nakuru water board approve?")
+    assert answer.citations and all(kept.text[c.start : c.end] == c.quote for c in answer.citations)
+
+    report = ingest_paths([folder], settings=settings, store=store)  # the rerun finishes the update
+    final = texts.get(source)
+    assert final is not None and final.text == new.text and not report.failed
+    expected = {c.id for c in read_document(Path(source), settings)[1]}
+    assert {c.id for c in store.chunks_of(source)} == expected and store.count() == len(expected)
