@@ -91,10 +91,10 @@ def repair_texts(settings: Settings, *, store: Store, records: SQLRecordManager)
             if misfits:
                 store.delete(misfits)
                 records.delete_keys(misfits)
-                store.bump_revision()
             texts.drop_staged(source)
         repaired.append(source)
     if repaired:
+        store.bump_revision()  # the interrupted run changed the collection and never said so: BM25 must rebuild
         log.warning(
             "an interrupted ingest left %d document(s) half-updated; their texts and chunks are consistent again, "
             "and `rag ingest` of the same files finishes the update",
