@@ -88,3 +88,22 @@ def test_damaged_records_db_is_rebuilt_from_the_collection_without_embedding(hom
     assert (summary["added"], summary["unchanged"], summary["deleted"], summary["chunks"]) == (0, chunks, 0, chunks)
     assert len(list(home.glob("records.sqlite.corrupt-*"))) == 1
     assert assert_answers(home) == []
+
+
+def test_concurrent_bm25_saves_leave_one_whole_index(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.bm25 import BM25Index
+    from rag.types import Chunk
+
+    chunks = [
+        Chunk(id=f"c{n}", source="s", title="t", start=0, end=len(text), text=text)
+        for n, text in enumerate(f"water board {n} approved project {n * 31}" for n in range(50))
+    ]
+    folder = tmp_path / "bm25" / "local" / "corpus"
+    with ThreadPoolExecutor(8) as pool:  # the same race as two processes saving after two ingests
+        list(pool.map(lambda rev: BM25Index.build(chunks, f"rev-{rev}").save(folder), range(16)))
+    loaded = BM25Index.load(folder)
+    assert loaded is not None and loaded.revision.startswith("rev-") and len(loaded.chunks) == 50
+    assert [c.id for c, _ in loaded.search("project 62", 1)] == ["c2"]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["corpus"], "no half-written folders left behind"

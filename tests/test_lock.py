@@ -77,9 +77,9 @@ def test_a_reader_waits_out_a_write_then_gives_up_naming_the_writer(
     home = tmp_path / "rag"
     monkeypatch.setattr(lock, "READ_WAIT_S", 0.3)
     with holding(home, "write") as writer:
-        with pytest.raises(HomeInUse, match=rf"being written by `rag ingest` \(pid {writer.pid}\)"):
-            with reading(Settings(home=home)):
-                pass
+        written_by = rf"being written by `rag ingest` \(pid {writer.pid}\)"
+        with pytest.raises(HomeInUse, match=written_by), reading(Settings(home=home)):
+            pass
     with reading(Settings(home=home)):  # the write ended: reading goes ahead
         pass
 
@@ -88,10 +88,12 @@ def test_a_write_waits_for_readers_then_gives_up(tmp_path: Path, monkeypatch: py
     home = tmp_path / "rag"
     home.mkdir()
     monkeypatch.setattr(lock, "WRITE_WAIT_S", 0.3)
-    with holding(home, "read"):
-        with pytest.raises(HomeInUse, match="being read by another process"):
-            with writing(Settings(home=home)):
-                pass
+    with (
+        holding(home, "read"),
+        pytest.raises(HomeInUse, match="being read by another process"),
+        writing(Settings(home=home)),
+    ):
+        pass
     with writing(Settings(home=home)), writing(Settings(home=home)):  # nested writes of one process: one lock
         assert lock.owns_home(Settings(home=home))
 
@@ -150,3 +152,24 @@ def test_rag_ingest_beside_a_running_chat_is_refused_and_the_chat_keeps_answerin
     assert json.loads(rag("status", "--json", home=home).stdout)["documents"] == 1
     done = rag("ingest", str(folder), "--json", home=home)
     assert done.returncode == 0 and json.loads(done.stdout)["added"] == 1, done.stderr
+
+
+def test_with_a_chroma_server_writes_from_one_home_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # records.sqlite, documents.sqlite and bm25/ stay in the home even when Chroma is a server.
+    home = tmp_path / "rag"
+    monkeypatch.setattr(lock, "WRITE_WAIT_S", 0.3)
+    holder = HOLDER.replace("Settings(home=sys.argv[1])", "Settings(home=sys.argv[1], chroma_url='http://127.0.0.1:9')")
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(home), "write"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        settings = Settings(home=home, chroma_url="http://127.0.0.1:9")
+        written_by = rf"being written by `rag ingest` \(pid {proc.pid}\)"
+        with pytest.raises(HomeInUse, match=written_by), writing(settings):
+            pass
+        with reading(settings):  # readers take no lock: the server serialises Chroma
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with writing(Settings(home=home, chroma_url="http://127.0.0.1:9")):
+        pass
