@@ -12,7 +12,7 @@ from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.types import Answer, Candidate, Chunk, Citation, Document, DocumentInfo
 from ui import render
-from ui.uploads import check_upload, delete_document, ingest_uploads, sanitize_filename, uploads_dir
+from ui.uploads import UploadRefused, delete_document, ingest_uploads, read_upload, sanitize_filename, uploads_dir
 
 HARBOUR_DOC = """Harbour dredging
 The port authority began dredging the northern harbour channel in May to let larger ferries dock.
@@ -34,16 +34,22 @@ def test_sanitize_filename_keeps_a_plain_base_name(name: str, expected: str) -> 
     assert sanitize_filename(name) == expected
 
 
-def test_check_upload_names_the_reason(tmp_path: Path) -> None:
+def refusal(path: Path, name: str, *, max_bytes: int = 1000) -> str:
+    with pytest.raises(UploadRefused) as refused:
+        read_upload(path, name, max_bytes=max_bytes)
+    return str(refused.value)
+
+
+def test_read_upload_names_the_reason(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello there")
-    assert check_upload(text, "notes.txt", max_bytes=1000) is None
-    assert "not accepted" in (check_upload(text, "notes.exe", max_bytes=1000) or "")
-    assert "upload limit" in (check_upload(text, "notes.txt", max_bytes=5) or "")
+    assert read_upload(text, "notes.txt", max_bytes=1000) == b"hello there"
+    assert "not accepted" in refusal(text, "notes.exe")
+    assert "upload limit" in refusal(text, "notes.txt", max_bytes=5)
     empty = tmp_path / "empty.md"
     empty.write_bytes(b"")
-    assert check_upload(empty, "empty.md", max_bytes=1000) == "the file is empty"
-    assert "no %PDF header" in (check_upload(text, "fake.pdf", max_bytes=1000) or "")
+    assert refusal(empty, "empty.md") == "the file is empty"
+    assert "no %PDF header" in refusal(text, "fake.pdf")
 
 
 @pytest.fixture

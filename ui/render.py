@@ -22,8 +22,7 @@ CONTEXT_CHARS = 240
 # meaning in CommonMark, GFM or KaTeX gets a backslash, which also defuses autolinks (http\://, www\., a\@b).
 # Marks that mean nothing there (, ; ? % / ' ") are left alone, so copied answers stay readable.
 INERT = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-    | {ch: "\\" + ch for ch in string.punctuation if ch not in "&<>,;?%/'\""}
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;"} | {ch: "\\" + ch for ch in string.punctuation if ch not in "&<>,;?%/'\""}
 )
 
 
