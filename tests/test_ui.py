@@ -217,3 +217,47 @@ def test_documents_table_and_badge() -> None:
     assert "Kenya &lt;b&gt;" in html and "1 documents, 3 chunks" in html
     assert "Extractive (no LLM)" in render.mode_badge("extractive", None)
     assert "LLM: smollm2" in render.mode_badge("llm", "smollm2")
+
+
+HOSTILE_TEXT = [
+    "![pixel](http://127.0.0.9:9/pixel.png)",
+    '<img src="http://127.0.0.9:9/img.png" onerror="window.__pwned=1"> <script>window.__pwned=2</script>',
+    "[link](javascript:alert(1)) <http://127.0.0.9:9/auto> http://127.0.0.9:9/bare www.example.com a@b.co",
+    "# heading",
+    "> quote",
+    "- item",
+    "1. item",
+    "**bold** _em_ `code` ~~strike~~ | a | b |",
+    "$$\\href{javascript:alert(1)}{x}$$ &lt;b&gt; &amp; \\*",
+    "[ref]: http://127.0.0.9:9/ref.png",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_inert_text_renders_as_exactly_itself(text: str) -> None:
+    from html import unescape
+
+    from markdown_it import MarkdownIt
+
+    # CommonMark with raw HTML on (the browser test checks Gradio's own renderer): one paragraph of the words as
+    # written, and no markup at all.
+    html = MarkdownIt("commonmark").enable("strikethrough").enable("table").render(render.inert(text))
+    inner = html.removeprefix("<p>").removesuffix("</p>\n")
+    assert "<" not in inner and unescape(inner) == text.strip(), html
+
+
+def test_every_untrusted_part_of_a_chat_message_is_inert() -> None:
+    bad = "![x](http://127.0.0.9:9/x.png)"
+    answer = make_answer(
+        text=f"{bad} [1] [2]",
+        notice=bad,
+        status="abstained",
+        abstain_reason=bad,
+        citations=tuple(c.model_copy(update={"title": bad}) for c in make_answer().citations),
+    )
+    inert = render.inert(bad)
+    markdown = render.answer_markdown(answer, turn=1)
+    assert bad not in markdown and markdown.count(inert) == 5  # text, notice, reason, two titles
+    assert "[[1]](#src-1-1)" in markdown and "[[2]](#src-1-2)" in markdown  # our links still work
+    for shown in (render.error_markdown(bad), render.question_markdown(bad), render.partial_markdown(bad)):
+        assert bad not in shown and inert in shown
