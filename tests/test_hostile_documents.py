@@ -22,8 +22,12 @@ from rag.settings import Settings
 TITLE = 'Lighthouse log <img src="http://127.0.0.9:9/title.png"> ![t](http://127.0.0.9:9/title-md.png)'
 PAYLOADS = {
     "How many storms did the Quillon lighthouse keeper log?": "![pixel](http://127.0.0.9:9/pixel.png)",
-    "When was the lamp of the lighthouse replaced?": """<img src="http://127.0.0.9:9/img.png" onerror="window.__pwned='img'">""",
-    "When may visitors climb the lighthouse tower?": "<img src=x onerror=\"window.__pwned='x'\"> <script>window.__pwned='script'</script>",
+    "When was the lamp of the lighthouse replaced?": (
+        """<img src="http://127.0.0.9:9/img.png" onerror="window.__pwned='img'">"""
+    ),
+    "When may visitors climb the lighthouse tower?": (
+        "<img src=x onerror=\"window.__pwned='x'\"> <script>window.__pwned='script'</script>"
+    ),
     "Where does the ferry to Quillon island leave from?": "[timetable](javascript:window.__pwned='link')",
     "How old is the keeper's cat Biscuit?": "<http://127.0.0.9:9/auto> and http://127.0.0.9:9/bare",
 }
