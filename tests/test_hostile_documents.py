@@ -181,6 +181,32 @@ def test_a_hostile_file_name_is_reported_as_text(browser: Any, app_url: str, tmp
         open_tab(page, "Documents")
         page.locator("#upload input[type=file]").set_input_files(str(hostile))
         status = page.locator("#upload-status")
-        status.get_by_text("img_src_x_onerror_window.__pwned_1_notes.md").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        status.get_by_text("img_src_x_onerror_window.__pwned_1__notes.md").wait_for(timeout=ANSWER_TIMEOUT_MS)
         assert "added" in status.inner_text()
         assert page.locator(f"#upload-status :is({ACTIVE})").count() == 0
+
+
+@pytest.mark.browser
+def test_a_hostile_file_name_over_the_size_limit_is_refused_as_text(
+    browser: Any, hostile_home: Path, embeddings: LocalEmbeddings, tmp_path: Path
+) -> None:
+    big = tmp_path / "<img src=x onerror=window.__pwned=1> big.md"
+    big.write_text("word " * 1000)  # 5 kB against a 2 kB limit: Gradio refuses it in the browser, naming the file
+    settings = Settings(home=hostile_home, max_upload_mb=0.002)
+    with running_app(settings, embeddings) as url, strict_page(browser, url) as page:
+        open_tab(page, "Documents")
+        page.locator("#upload input[type=file]").set_input_files(str(big))
+        page.get_by_text("exceed the maximum allowed size").wait_for(timeout=30_000)
+        toast = page.locator("[data-testid=toast-text]").first
+        assert '"_img src=x onerror=window.__pwned=1_ big.md"' in toast.inner_text()  # renamed before Gradio saw it
+        # The same file dropped onto the upload area.
+        page.evaluate(
+            """() => {
+                const transfer = new DataTransfer();
+                transfer.items.add(new File(["word ".repeat(1000)], "<img src=x onerror=window.__pwned=2> dropped.md"));
+                const zone = document.querySelector("#upload input[type=file]").parentElement;
+                zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }"""
+        )
+        page.get_by_text('"_img src=x onerror=window.__pwned=2_ dropped.md"').wait_for(timeout=30_000)
+        assert page.locator(f"[data-testid=toast-text] :is({ACTIVE})").count() == 0

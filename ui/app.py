@@ -340,14 +340,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
 
 def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
-    """Arguments for Blocks.launch: local fonts only, no SSR node server, upload size limit, our CSS and script."""
+    """Arguments for Blocks.launch: local fonts only, no SSR node server, upload size limit, our CSS and scripts."""
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=SYSTEM_FONTS, font_mono=MONO_FONTS)
     return {
         "server_name": host,
         "server_port": port,
         "theme": theme,
         "css": (STATIC / "app.css").read_text(encoding="utf-8"),
-        "head": f"<script>{(STATIC / 'citations.js').read_text(encoding='utf-8')}</script>",
+        "head": "".join(
+            f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>" for name in ("citations.js", "uploads.js")
+        ),
         "max_file_size": int(settings.max_upload_mb * 2**20),
         "ssr_mode": False,
         "share": False,
