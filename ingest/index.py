@@ -111,7 +111,8 @@ def ingest_paths(
         lc_docs.extend(to_langchain(c, ingested_at) for c in chunks)
 
     if loaded:
-        texts.put_many(loaded)  # before indexing, so an interrupted run leaves texts for every committed chunk
+        with store.translate_errors():  # a full disk is one line too
+            texts.put_many(loaded)  # before indexing, so an interrupted run leaves texts for every committed chunk
     if lc_docs:
         # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
         # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
@@ -132,7 +133,8 @@ def ingest_paths(
         report.deleted += prune_missing(paths, settings=settings, store=store, records=records)
     if report.added or report.updated or report.deleted:
         store.bump_revision()
-    refresh_bm25(store)
+    with store.translate_errors():
+        refresh_bm25(store)
     report.chunks = store.count()
     return report
 

@@ -95,7 +95,9 @@ def test_server_killed_mid_ingest_then_restarted(tmp_path: Path, server: ChromaS
     expected = {c.id for path in find_files([docs]) for c in read_document(path.resolve(), settings)[1]}
     assert len(expected) == FILES
 
-    run = subprocess.Popen([RAG, "ingest", str(docs), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = subprocess.Popen(
+        [RAG, "ingest", str(docs), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 300
         while committed_records(home) < INDEX_BATCH:
