@@ -205,8 +205,9 @@ def _ingest_paths(
     # chunks are indexed: until then the current text still fits the old chunks, and an interrupted run leaves
     # both texts for repair_texts to reconcile with whatever chunks were committed.
     staged = {d.source for d in changed}
-    texts.put_many([d for d in loaded if d.source not in staged])
-    texts.stage_many(changed)
+    with store.translate_errors():  # a full disk is one line too
+        texts.put_many([d for d in loaded if d.source not in staged])
+        texts.stage_many(changed)
     if lc_docs:
         # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
         # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
@@ -223,12 +224,14 @@ def _ingest_paths(
         report.added, report.updated = result["num_added"], result["num_updated"]
         report.unchanged += result["num_skipped"]
         report.deleted = result["num_deleted"]
-    texts.commit_staged([d.source for d in changed])
+    with store.translate_errors():
+        texts.commit_staged([d.source for d in changed])
     if prune:
         report.deleted += prune_missing(paths, settings=settings, store=store, records=records)
     if report.added or report.updated or report.deleted:
         store.bump_revision()
-    refresh_bm25(store)
+    with store.translate_errors():
+        refresh_bm25(store)
     report.chunks = store.count()
     return report
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -18,7 +20,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag.types import Chunk, Document, DocumentInfo, PassageVectors, RagError, SentenceVectors, StoreUnavailable
+from rag.types import (
+    Chunk,
+    Document,
+    DocumentInfo,
+    PassageVectors,
+    RagError,
+    SentenceVectors,
+    StoreFull,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -38,6 +49,11 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+
+# A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
+# ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
+LOW_ROOM_BYTES = 16 * 2**20
+OUT_OF_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -62,6 +78,43 @@ def make_client(settings: Settings) -> ClientAPI:
         )
     except Exception as exc:  # chromadb raises bare ValueError/ConnectionError/httpx errors here
         raise StoreUnavailable(settings.chroma_url, one_line(exc)) from exc
+
+
+def room_left(path: Path) -> int:
+    """Bytes that can still be written under path: the disk's free space, or less under a file size limit."""
+    import resource
+
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    room = shutil.disk_usage(path).free
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)  # ulimit -f: each file may grow only this far
+    if limit != resource.RLIM_INFINITY:
+        largest = max((f.stat().st_size for f in path.rglob("*") if f.is_file()), default=0)
+        room = min(room, max(0, limit - largest))
+    return room
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and the ones it was raised from or during (SQLAlchemy wraps sqlite3's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_out_of_room(exc: BaseException, path: Path) -> bool:
+    """True when a storage failure comes from a full disk or a file size limit, not from a bug."""
+    from chromadb.errors import ChromaError
+
+    chain = list(causes(exc))
+    if any(isinstance(e, OSError) and e.errno in OUT_OF_ROOM_ERRNOS for e in chain):
+        return True
+    if any("disk is full" in str(e) for e in chain):  # SQLite's SQLITE_FULL
+        return True
+    is_storage = any(isinstance(e, OSError | sqlite3.Error | ChromaError) for e in chain)
+    return is_storage and room_left(path) < LOW_ROOM_BYTES
 
 
 def sentence_collection_name(collection: str) -> str:
@@ -188,8 +241,8 @@ class Store:
                 )
 
     def translate_errors(self) -> Any:
-        """A context manager that turns a Chroma server's connection failures into one-line StoreUnavailable."""
-        return _StoreErrors(self.settings.chroma_url)
+        """A context manager for one-line errors: StoreUnavailable for a server's connection, StoreFull for no room."""
+        return _StoreErrors(self.settings.chroma_url, self.settings.home)
 
     def count(self) -> int:
         """Chunks in the collection."""
@@ -329,20 +382,26 @@ class Store:
 
 
 class _StoreErrors:
-    """Turn a Chroma server's connection failures into one-line StoreUnavailable errors."""
+    """Turn a Chroma server's connection failures into StoreUnavailable, and a full disk under home into StoreFull."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, home: Path) -> None:
         self.url = url
+        self.home = home
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or self.url is None or isinstance(exc, RagError):
+        if exc is None or isinstance(exc, RagError) or not isinstance(exc, Exception):
             return
         import httpx
 
-        if isinstance(exc, httpx.TransportError | ConnectionError | OSError):
+        if self.url is not None and isinstance(exc, httpx.TransportError | ConnectionError):
+            raise StoreUnavailable(self.url, one_line(exc)) from exc
+        # Embedded Chroma, the record manager and the document texts all live under home.
+        if is_out_of_room(exc, self.home):
+            raise StoreFull(str(self.home.resolve()), room_left(self.home), one_line(exc)) from exc
+        if self.url is not None and isinstance(exc, OSError):
             raise StoreUnavailable(self.url, one_line(exc)) from exc
 
 
