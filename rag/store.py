@@ -49,6 +49,8 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+# Values per SQL statement: old SQLite builds allow 999 variables.
+SQL_BATCH = 500
 
 # A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
 # ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
@@ -473,15 +475,15 @@ class DocumentTexts:
         with closing(self._connect()) as db, db:
             db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
 
-    def commit_staged(self, sources: Sequence[str] | None = None) -> None:
-        """Make staged texts current (all of them, or these sources'), in one transaction."""
-        where, args = "collection = ?", [self.collection]
-        if sources is not None:
-            where += f" AND source IN ({','.join('?' * len(sources))})"
-            args += list(sources)
+    def commit_staged(self, sources: Sequence[str]) -> None:
+        """Make these sources' staged texts current, in one transaction."""
+        move = "INSERT OR REPLACE INTO documents SELECT * FROM staged WHERE collection = ? AND source IN ({})"
         with closing(self._connect()) as db, db:
-            db.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM staged WHERE {where}", args)
-            db.execute(f"DELETE FROM staged WHERE {where}", args)
+            for i in range(0, len(sources), SQL_BATCH):
+                part = list(sources[i : i + SQL_BATCH])
+                marks = ",".join("?" * len(part))
+                db.execute(move.format(marks), [self.collection, *part])
+                db.execute(f"DELETE FROM staged WHERE collection = ? AND source IN ({marks})", [self.collection, *part])
 
     def drop_staged(self, source: str) -> None:
         """Forget a staged text (its chunks never made it)."""

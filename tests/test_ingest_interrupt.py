@@ -30,6 +30,7 @@ from rag.cli import EXIT_INTERRUPTED, INTERRUPTED
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store
+from rag.types import Document
 
 RAG = shutil.which("rag", path=str(Path(sys.executable).parent)) or "rag"
 FILES = INDEX_BATCH * 3  # one chunk each: three index batches, so a kill after the first leaves most undone
@@ -238,3 +239,15 @@ def test_texts_staged_by_an_interrupted_ingest_are_repaired_at_restart(
     assert final is not None and final.text == new.text and not report.failed
     expected = {c.id for c in read_document(Path(source), settings)[1]}
     assert {c.id for c in store.chunks_of(source)} == expected and store.count() == len(expected)
+
+
+def test_staged_texts_stay_beside_the_current_ones_until_committed(tmp_path: Path) -> None:
+    texts = DocumentTexts(tmp_path, "notes")
+    docs = [Document(source=f"/d/{n}.txt", title=f"n{n}", text=f"version one of {n}") for n in range(1200)]
+    texts.put_many(docs)
+    texts.stage_many([d.model_copy(update={"text": d.text.replace("one", "two")}) for d in docs])
+    assert len(texts.staged_sources()) == 1200
+    assert texts.get("/d/7.txt").text == "version one of 7"  # type: ignore[union-attr]
+    assert texts.get("/d/7.txt", staged=True).text == "version two of 7"  # type: ignore[union-attr]
+    texts.commit_staged([d.source for d in docs])  # more sources than one SQL statement takes
+    assert texts.staged_sources() == [] and texts.get("/d/1199.txt").text == "version two of 1199"  # type: ignore[union-attr]
