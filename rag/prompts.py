@@ -11,6 +11,10 @@ ABSTAIN = "I can't answer that from the indexed documents."
 # The first line of an extractive answer the assistant is unsure of; the closest cited sentences follow it.
 UNCERTAIN = "Not sure this answers it:"
 ABSTAIN_DETAIL = "The documents do not appear to say: {reason}"
+STALE_CITATIONS = (
+    "none of the cited passages matches the stored document text any more (the document changed after it was "
+    "indexed, or an ingest was interrupted): run `rag ingest` on it again"
+)
 NO_DOCUMENTS = "No documents are indexed yet. Run `rag ingest PATH` or upload files in the Documents tab."
 CORPUS_OVERVIEW = "I have {count} document(s) indexed:"
 
