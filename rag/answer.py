@@ -124,8 +124,10 @@ class AnswerModel:
     """The fitted weights of extractive answering.
 
     - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
+    - `relevance`: logistic weights over CONFIDENCE_FEATURES, P(the documents hold the answer at all), compared
+      with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
-      compared with Settings.answer_threshold (answered) and Settings.abstain_threshold (abstained below it);
+      compared with Settings.answer_threshold: at or above it the answer is `answered`, else `uncertain`;
     - sentences are taken best first while they fit in `max_words` and score at least `min_share` of the best's
       probability (the best one is always taken).
 
@@ -134,6 +136,7 @@ class AnswerModel:
     """
 
     sentence: tuple[float, ...] = (-2.0, 4.0, 4.0, 1.0, 2.0, 2.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.0, 0.5, -1.0)
+    relevance: tuple[float, ...] = (-3.0, 0.2, 2.0, 3.0, 2.0, 1.0, 0.5, 0.3, 0.3, -1.0)
     confidence: tuple[float, ...] = (-3.0, 0.2, 2.0, 3.0, 2.0, 1.0, 0.5, 0.3, 0.3, -1.0)
     max_words: int = 40
     min_share: float = 0.3
@@ -376,15 +379,14 @@ def read_evidence(
     return Evidence(sentences, chosen, features, signals, kind, missing)
 
 
-def answer_confidence(evidence: Evidence, model: AnswerModel) -> float:
-    """P(the chosen sentences hold the answer), from the confidence model."""
-    logit = float(evidence.features @ np.asarray(model.confidence))
-    return 1.0 / (1.0 + math.exp(-logit))
+def logistic(features: np.ndarray, weights: Sequence[float]) -> float:
+    """sigmoid(features · weights)."""
+    return 1.0 / (1.0 + math.exp(-float(features @ np.asarray(weights))))
 
 
-def grade(confidence: float, *, abstain_threshold: float, answer_threshold: float) -> AnswerStatus:
-    """The status for a confidence: abstained below abstain_threshold, answered from answer_threshold up."""
-    if confidence < abstain_threshold:
+def grade(relevance: float, confidence: float, *, abstain_threshold: float, answer_threshold: float) -> AnswerStatus:
+    """Abstained when relevance is below abstain_threshold, else answered from answer_threshold up, else uncertain."""
+    if relevance < abstain_threshold:
         return "abstained"
     return "answered" if confidence >= answer_threshold else "uncertain"
 
@@ -417,25 +419,26 @@ def extract_answer(
     )
     if evidence is None:
         return Extraction(ABSTAIN, [], "abstained", 0.0, abstain_threshold, reason="no matching passages")
-    confidence = answer_confidence(evidence, model)
-    status = grade(confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
-    signals = {**evidence.signals, "answer_threshold": answer_threshold}
+    relevance = logistic(evidence.features, model.relevance)
+    confidence = logistic(evidence.features, model.confidence)
+    status = grade(relevance, confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
+    signals = {**evidence.signals, "answer_confidence": confidence, "answer_threshold": answer_threshold}
     if status == "abstained":
         signals_text = (
             f"meaning match {evidence.signals['semantic']:.2f}, "
             f"{evidence.signals['coverage']:.0%} of the question's key terms found"
         )
-        why = f"best evidence scored {confidence:.2f}, below the {abstain_threshold:.2f} threshold ({signals_text})"
+        why = f"best evidence scored {relevance:.2f}, below the {abstain_threshold:.2f} threshold ({signals_text})"
         if evidence.missing:
             why += f"; not found: {', '.join(evidence.missing[:5])}"
         if not evidence.signals["type_ok"]:
             why += f"; no {evidence.kind} in the best passage"
-        return Extraction(ABSTAIN, [], "abstained", confidence, abstain_threshold, signals, why)
+        return Extraction(ABSTAIN, [], "abstained", relevance, abstain_threshold, signals, why)
 
     chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
     # rag.short_answer (issue 11 §3) attaches Extraction.short_answer here, from the chosen citations.
-    return Extraction(answer_text(status, citations), citations, status, confidence, abstain_threshold, signals)
+    return Extraction(answer_text(status, citations), citations, status, relevance, abstain_threshold, signals)
 
 
 def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:

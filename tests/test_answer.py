@@ -67,9 +67,9 @@ def test_never_answers_confidently_when_the_article_is_near_but_silent(seeded_as
 def test_thresholds_grade_the_same_evidence(seeded_assistant: Assistant):
     question = "How many additional police officers did Kenya send to Haiti?"
     answered = seeded_assistant.ask(question)
-    confidence = answered.debug["confidence"]
+    relevance, confidence = answered.debug["confidence"], answered.debug["answer_confidence"]
     defaults = Settings()
-    assert answered.status == "answered" and answered.debug["threshold"] == defaults.abstain_threshold
+    assert answered.status == "answered" and answered.debug["threshold"] == defaults.abstain_threshold <= relevance
     assert answered.debug["answer_threshold"] == defaults.answer_threshold <= confidence
 
     def ask_with(**thresholds: float) -> Answer:
@@ -81,15 +81,16 @@ def test_thresholds_grade_the_same_evidence(seeded_assistant: Assistant):
     assert [c.quote for c in hedged.citations] == [c.quote for c in answered.citations]
     assert hedged.text.removeprefix(UNCERTAIN + "\n") == answered.text
 
-    refused = ask_with(abstain_threshold=min(confidence + 0.01, 1.0), answer_threshold=1.0)
+    refused = ask_with(abstain_threshold=min(relevance + 0.01, 1.0), answer_threshold=0.0)
     assert refused.abstained and refused.citations == () and refused.text == ABSTAIN
-    assert f"below the {min(confidence + 0.01, 1.0):.2f} threshold" in (refused.abstain_reason or "")
+    assert f"below the {min(relevance + 0.01, 1.0):.2f} threshold" in (refused.abstain_reason or "")
 
 
 def test_grade_and_uncertain_text():
-    assert grade(0.05, abstain_threshold=0.1, answer_threshold=0.6) == "abstained"
-    assert grade(0.1, abstain_threshold=0.1, answer_threshold=0.6) == "uncertain"
-    assert grade(0.6, abstain_threshold=0.1, answer_threshold=0.6) == "answered"
+    # Relevance decides abstention; the confidence that the cited sentences answer decides answered vs uncertain.
+    assert grade(0.05, 0.99, abstain_threshold=0.1, answer_threshold=0.6) == "abstained"
+    assert grade(0.1, 0.59, abstain_threshold=0.1, answer_threshold=0.6) == "uncertain"
+    assert grade(0.1, 0.6, abstain_threshold=0.1, answer_threshold=0.6) == "answered"
     citation = Citation(n=1, source="s", title="t", chunk_id="c", quote="Gamma [2] delta.", start=12, end=28)
     assert answer_text("answered", [citation]) == "Gamma ［2］ delta. [1]"
     assert answer_text("uncertain", [citation]) == f"{UNCERTAIN}\nGamma ［2］ delta. [1]"

@@ -7,8 +7,10 @@ RAG_HOME/evals/fit-answer, keyed by the collection's revision, so reruns only re
 1. the sentence model: logistic regression of "this sentence holds a gold answer" over SENTENCE_FEATURES;
 2. the word budget and the share rule, on NQ-open dev, against the lead baselines (the first 1/2/3 sentences of
    the top chunk) of the same questions;
-3. the confidence model: logistic regression of "the chosen sentences hold a gold answer" (0 for every
-   unanswerable question) over CONFIDENCE_FEATURES, and the two thresholds that meet the targets on the dev data.
+3. two question-level logistic regressions over CONFIDENCE_FEATURES: relevance, "the question is answerable from
+   the documents", and confidence, "the chosen sentences hold a gold answer" (0 for every unanswerable question);
+   then the abstain threshold (on relevance) and the answer threshold (on confidence) that meet the targets on
+   the dev data.
 NQ-open's test half is never read here.
 """
 
@@ -27,14 +29,15 @@ import numpy as np
 
 from evals.dataset import QAItem, load_jsonl
 from evals.metrics import contains_answer
+from evals.nq import NQ_FORMAT
 from evals.runner import load_dataset, prepare_collection
 from rag.answer import (
     CONFIDENCE_FEATURES,
     SENTENCE_FEATURES,
     AnswerModel,
     Evidence,
-    answer_confidence,
     choose_sentences,
+    logistic,
     question_weights,
     read_evidence,
     sentence_table,
@@ -121,14 +124,13 @@ def squad_fit_items(path: Path, *, sample: int, seed: int) -> tuple[Any, list[QA
 
 
 def nq_records(args: argparse.Namespace, split: str, sample: int | None) -> list[Record]:
-    """One NQ-open half (a seeded sample of it when sample is given), retrieved from its collection."""
-    from evals.nq import load_nq_open, nq_collection
-
-    items = load_nq_open(args.nq, split=split, withhold=args.nq_withhold, seed=args.nq_seed).items
-    if sample and sample < len(items):
-        items = [items[i] for i in sorted(random.Random(args.nq_seed).sample(range(len(items)), sample))]
-    assistant = assistant_for(nq_collection(args.nq_withhold, args.nq_seed), args.nq_home)
-    return retrieve_all(f"nq-{split}", items, assistant, Settings().home / "evals" / "fit-answer")
+    """One NQ-open half (a seeded sample of it when sample is given), indexed if need be, then retrieved."""
+    dataset = load_dataset(
+        args.nq, fmt=NQ_FORMAT, split=split, withhold=args.nq_withhold, seed=args.nq_seed, sample=sample
+    )
+    assistant = assistant_for(dataset.default_collection or "", args.nq_home)
+    prepare_collection(dataset, assistant)
+    return retrieve_all(f"nq-{split}", dataset.items, assistant, Settings().home / "evals" / "fit-answer")
 
 
 def load_records(args: argparse.Namespace) -> list[Record]:
@@ -212,6 +214,7 @@ class Outcome:
     evidence: Evidence | None
     gold: bool
     words: int
+    relevance: float
     confidence: float
 
 
@@ -223,10 +226,14 @@ def answer_all(records: Sequence[Record], model: AnswerModel) -> list[Outcome]:
             record.item.question, record.candidates, record.idf, model=model, max_sentences=MAX_SENTENCES
         )
         if evidence is None:
-            out.append(Outcome(record, None, False, 0, 0.0))
+            out.append(Outcome(record, None, False, 0, 0.0, 0.0))
             continue
         text = " ".join(s.text for s in evidence.chosen)
-        out.append(Outcome(record, evidence, holds_gold(text, record), words(text), answer_confidence(evidence, model)))
+        relevance, confidence = (
+            logistic(evidence.features, model.relevance),
+            logistic(evidence.features, model.confidence),
+        )
+        out.append(Outcome(record, evidence, holds_gold(text, record), words(text), relevance, confidence))
     return out
 
 
@@ -263,11 +270,14 @@ def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: fl
     return best[1]
 
 
-def fit_confidence(outcomes: Sequence[Outcome]) -> tuple[float, ...]:
-    """The confidence model: P(chosen sentences hold gold), every question weighing the same."""
+def fit_confidence(outcomes: Sequence[Outcome], label: str) -> tuple[float, ...]:
+    """A question-level model, each question weighing 1: P(gold in the chosen sentences) or P(answerable).
+
+    label "gold" fits the confidence model, "answerable" the relevance model.
+    """
     scored = [o for o in outcomes if o.evidence is not None]
     x = np.vstack([o.evidence.features for o in scored if o.evidence is not None])
-    y = np.asarray([float(o.gold) for o in scored])
+    y = np.asarray([float(o.gold if label == "gold" else o.record.item.answerable) for o in scored])
     beta = fit_logistic(x, y, np.ones(len(scored)))
     return tuple(round(float(b), 3) for b in beta)
 
@@ -276,14 +286,17 @@ def status_rates(outcomes: Sequence[Outcome], abstain: float, answer: float) -> 
     """The issue's answer metrics for a pair of thresholds."""
     answerable = [o for o in outcomes if o.record.item.answerable]
     unanswerable = [o for o in outcomes if not o.record.item.answerable]
-    answered = [o for o in answerable if o.confidence >= answer]
+
+    def answered(o: Outcome) -> bool:
+        return o.relevance >= abstain and o.confidence >= answer
+
     return {
-        "gold_in_answer": mean([o.gold and o.confidence >= abstain for o in answerable]),
-        "refusal_rate": mean([o.confidence < abstain for o in answerable]),
-        "answered_share": mean([o.confidence >= answer for o in answerable]),
-        "answered_precision": mean([o.gold for o in answered]),
-        "answered_on_unanswerable": mean([o.confidence >= answer for o in unanswerable]),
-        "abstained_on_unanswerable": mean([o.confidence < abstain for o in unanswerable]),
+        "gold_in_answer": mean([o.gold and o.relevance >= abstain for o in answerable]),
+        "refusal_rate": mean([o.relevance < abstain for o in answerable]),
+        "answered_share": mean([answered(o) for o in answerable]),
+        "answered_precision": mean([o.gold for o in answerable if answered(o)]),
+        "answered_on_unanswerable": mean([answered(o) for o in unanswerable]),
+        "abstained_on_unanswerable": mean([o.relevance < abstain for o in unanswerable]),
     }
 
 
@@ -296,7 +309,7 @@ def choose_thresholds(outcomes: Sequence[Outcome]) -> tuple[float, float]:
 
     def refusals(t: float) -> float:
         answerable = [[o for o in group if o.record.item.answerable] for group in datasets.values()]
-        return max(mean([o.confidence < t for o in group]) for group in answerable if group)
+        return max(mean([o.relevance < t for o in group]) for group in answerable if group)
 
     def confident_on_unanswerable(t: float, answer: float) -> float:
         return max(status_rates(group, t, answer)["answered_on_unanswerable"] for group in datasets.values())
@@ -318,7 +331,8 @@ def report(name: str, outcomes: Sequence[Outcome], abstain: float, answer: float
     answerable = [o for o in outcomes if o.record.item.answerable]
     rates = status_rates(outcomes, abstain, answer)
     line = ", ".join(f"{key} {value:.3f}" for key, value in rates.items())
-    length = mean([o.words + (words(UNCERTAIN) if abstain <= o.confidence < answer else 0) for o in answerable])
+    replied = [o for o in answerable if o.relevance >= abstain]
+    length = mean([o.words + (words(UNCERTAIN) if o.confidence < answer else 0) for o in replied])
     print(f"{name} ({len(answerable)} answerable, {len(outcomes) - len(answerable)} unanswerable): {line}")
     print(f"  answer words {length:.1f}; chosen sentences hold gold {mean([o.gold for o in answerable]):.3f}")
     for n in (1, 2, 3):
@@ -362,7 +376,10 @@ def main(argv: Sequence[str]) -> None:
     print(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
     model = choose_budget(tuning, model, lead2)
     outcomes = answer_all(records, model)
-    model = replace(model, confidence=fit_confidence(outcomes))
+    model = replace(
+        model, relevance=fit_confidence(outcomes, "answerable"), confidence=fit_confidence(outcomes, "gold")
+    )
+    print(f"relevance model: {dict(zip(CONFIDENCE_FEATURES, model.relevance, strict=True))}")
     print(f"confidence model: {dict(zip(CONFIDENCE_FEATURES, model.confidence, strict=True))}")
     outcomes = answer_all(records, model)
     tuned = [o for o in outcomes if o.record.dataset in {"nq-dev", "rtqa", "rtqa-neg"}] or outcomes
@@ -374,7 +391,8 @@ def main(argv: Sequence[str]) -> None:
         test = nq_records(args, "test", args.nq_test_sample)
         report("nq-test (report only)", answer_all(test, model), abstain, answer)
     print()
-    print(f"AnswerModel(sentence={model.sentence}, confidence={model.confidence},")
+    print(f"AnswerModel(sentence={model.sentence},\n            relevance={model.relevance},")
+    print(f"            confidence={model.confidence},")
     print(f"            max_words={model.max_words}, min_share={model.min_share})")
     print(f"abstain_threshold={abstain}  answer_threshold={answer}")
-    assert math.isfinite(sum(model.sentence) + sum(model.confidence))
+    assert math.isfinite(sum(model.sentence) + sum(model.relevance) + sum(model.confidence))
