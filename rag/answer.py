@@ -135,11 +135,26 @@ class AnswerModel:
     benchmark sample) and RealTimeQA 2022; see BENCHMARKS.md, "Answer calibration (issue 11)".
     """
 
-    sentence: tuple[float, ...] = (-2.0, 4.0, 4.0, 1.0, 2.0, 2.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.0, 0.5, -1.0)
-    relevance: tuple[float, ...] = (-3.0, 0.2, 2.0, 3.0, 2.0, 1.0, 0.5, 0.3, 0.3, -1.0)
-    confidence: tuple[float, ...] = (-3.0, 0.2, 2.0, 3.0, 2.0, 1.0, 0.5, 0.3, 0.3, -1.0)
-    max_words: int = 40
-    min_share: float = 0.3
+    sentence: tuple[float, ...] = (
+        -4.762,
+        1.574,
+        1.183,
+        0.014,
+        1.211,
+        0.577,
+        0.526,
+        -0.474,
+        1.318,
+        0.948,
+        0.67,
+        0.413,
+        0.291,
+        -1.184,
+    )
+    relevance: tuple[float, ...] = (-1.734, 0.351, 0.498, 1.57, -1.045, -0.512, 3.069, 0.686, 0.267, 0.148)
+    confidence: tuple[float, ...] = (-2.203, 0.551, 0.498, 0.998, -0.992, 0.387, 1.044, 0.402, 0.686, -0.037)
+    max_words: int = 45
+    min_share: float = 0.2
 
 
 @dataclass

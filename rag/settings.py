@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Most sentences in an extractive answer.")
     answer_threshold: float = Field(
-        default=0.5,
+        default=0.885,
         ge=0,
         le=1,
         description="Extractive answers are `answered` when their confidence (the chance the cited sentences hold "
@@ -86,10 +86,11 @@ class Settings(BaseSettings):
         "RealTimeQA (`python -m evals.fit answer`).",
     )
     abstain_threshold: float = Field(
-        default=0.1,
+        default=0.345,
         ge=0,
         le=1,
-        description="Extractive answers abstain when their confidence is below this; higher abstains more. "
+        description="Extractive answers abstain when their relevance (the chance the documents hold the answer at "
+        "all) is below this; higher abstains more. "
         "Fitted with RAG_ANSWER_THRESHOLD; `rag eval --out` shows the trade-off on your questions.",
     )
 

