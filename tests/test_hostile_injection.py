@@ -10,11 +10,12 @@ import pytest
 from conftest import CORPUS
 from stub_llm import base_url, stub_llm
 
+from rag.answer import answer_text
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.generate import answer_messages
 from rag.markers import LOOKALIKE_CLOSE, LOOKALIKE_OPEN, MARKER, cite, marker_numbers
-from rag.prompts import NOTICE_UNVERIFIED
+from rag.prompts import NOTICE_UNVERIFIED, UNCERTAIN
 from rag.settings import Settings
 from rag.types import Answer
 
@@ -47,8 +48,12 @@ def memo_home(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalEmbeddi
 
 
 def assert_only_quotes(answer: Answer, assistant: Assistant) -> None:
-    """An extractive answer is its verified quotes, each followed by its own marker, and nothing else."""
-    assert answer.text == " ".join(cite(c.quote, c.n) for c in answer.citations)
+    """An extractive answer is its verified quotes, each followed by its own marker, and nothing else.
+
+    (An uncertain one starts with the fixed UNCERTAIN line, which is ours, not the documents'.)
+    """
+    assert answer.text == answer_text(answer.status, answer.citations)
+    assert answer.text.removeprefix(UNCERTAIN + "\n") == " ".join(cite(c.quote, c.n) for c in answer.citations)
     for citation in answer.citations:
         document = assistant.document(citation.source)
         assert document is not None and document.text[citation.start : citation.end] == citation.quote

@@ -38,7 +38,7 @@ def test_texts_ahead_of_chunks_turn_the_answer_into_an_abstention_with_a_reason(
 ) -> None:
     assistant = ingested(tmp_path / "rag", embeddings)
     before = assistant.ask(QUESTION)
-    assert before.status == "answered" and before.citations and "270" in before.text
+    assert before.status in ("answered", "uncertain") and before.citations and "270" in before.text
 
     edit_stored_texts(assistant, "UPDATED: the figures below were revised. ")
     after = assistant.ask(QUESTION)
