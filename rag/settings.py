@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = Field(default=50.0, gt=0, description="Files larger than this are refused at ingest.")
     max_upload_mb: float = Field(default=20.0, gt=0, description="Largest file the chat UI accepts.")
+    parse_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A PDF, DOCX or HTML file whose parser runs longer than this is stopped and reported failed.",
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=64,
+        description="Memory (address space) one PDF, DOCX or HTML parse may add to the parser process; "
+        "a file that needs more is reported failed.",
+    )
 
     # Retrieval
     k: int = Field(default=5, ge=1, le=100, description="Chunks handed to the answer step.")
@@ -91,7 +102,16 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the LLM, per request.")
     llm_max_retries: int = Field(default=1, ge=0, description="Retries after a failed LLM request.")
-    llm_max_tokens: int = Field(default=384, ge=16, description="Longest generated answer, in tokens.")
+    llm_max_tokens: int = Field(
+        default=384,
+        ge=16,
+        description="Longest generated answer, in tokens; a server that sends more is cut off by the client.",
+    )
+    llm_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest time for one whole generated answer; a longer one is cut there and verified as is.",
+    )
     llm_source_tokens: int = Field(
         default=1500,
         ge=100,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,12 +182,22 @@ class FinalEvent(BaseModel):
 StreamEvent = TokenEvent | FinalEvent
 
 
+def one_line(text: str) -> str:
+    """Text with newlines, other control characters and undecodable bytes escaped, so it prints as one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+
+
 class IngestFailure(BaseModel):
     """A file that could not be ingested, and why (one line)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    path: str
-    error: str
+    path: str = Field(description="The file as named, escaped to one line (a file name may hold a newline).")
+    error: str = Field(description="Why, in one line.")
+
+    @field_validator("path", "error")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return one_line(value)
 
 
 class IngestReport(BaseModel):
@@ -229,6 +239,16 @@ class StoreUnavailable(RagError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"Chroma server at {url} is unreachable: {reason}")
+
+
+class StoreFull(RagError):
+    """The disk (or file size limit) holding the index has no room left; what was committed before is kept."""
+
+    def __init__(self, location: str, room_bytes: int, reason: str) -> None:
+        super().__init__(
+            f"no space left for the index in {location} ({room_bytes / 2**20:.1f} MB free): {reason}. "
+            "Free some space and run it again; what was committed before is kept."
+        )
 
 
 class LoadError(RagError):
