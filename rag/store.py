@@ -52,6 +52,7 @@ CHUNK_FIELDS = ("source", "title", "start", "end", "page")
 
 # A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
 # ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
+# Measured: on a 3 MB tmpfs, Chroma's upserts failed with 0.45 MB still free.
 LOW_ROOM_BYTES = 16 * 2**20
 OUT_OF_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 

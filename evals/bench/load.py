@@ -186,7 +186,6 @@ def run_sessions(
             asked += 1
             t0 = time.perf_counter()
             try:
-                # "extractive": the default mode here; 5 chunks
                 answer = client.predict(message=question, k=5, mode="extractive", api_name="/chat")
             except Exception as exc:  # counted, not raised: the benchmark reports every failure
                 with lock:
@@ -300,11 +299,11 @@ def run() -> str:
         folder = write_files(Path(tmp) / "files", FILES)  # chunk ids name their source: one folder for both
         quiet_ids, quiet_ingest_s = quiet_ingest_ids(Path(tmp) / "quiet", folder, embeddings=embeddings)
         started = time.monotonic()
-        run_ = run_load(Path(tmp) / "load", folder, embeddings=embeddings, sessions=SESSIONS, duration_s=DURATION_S)
+        result = run_load(Path(tmp) / "load", folder, embeddings=embeddings, sessions=SESSIONS, duration_s=DURATION_S)
         loaded_s = time.monotonic() - started
     load_after = os.getloadavg()
-    same = run_.loaded_ids == quiet_ids and run_.duplicates == 0 and run_.ingest_error is None
-    errors = run_.quiet.errors + run_.loaded.errors
+    same = result.loaded_ids == quiet_ids and result.duplicates == 0 and result.ingest_error is None
+    errors = result.quiet.errors + result.loaded.errors
     lines = [
         "## Load: concurrent chats beside an ingest",
         "",
@@ -316,15 +315,15 @@ def run() -> str:
         "",
         "| run | answers | answers/s | p50 / p95 ms | errors | citation validity (citations) |",
         "|---|---|---|---|---|---|",
-        row("quiet", run_.quiet, DURATION_S),
-        row("beside the ingest", run_.loaded, max(DURATION_S, run_.ingest_s)),
+        row("quiet", result.quiet, DURATION_S),
+        row("beside the ingest", result.loaded, max(DURATION_S, result.ingest_s)),
         "",
-        f"- Ingest beside the chats: {run_.ingest_s:.0f} s for {FILES} files (quietly, embedded, in-process: "
+        f"- Ingest beside the chats: {result.ingest_s:.0f} s for {FILES} files (quietly, embedded, in-process: "
         f"{quiet_ingest_s:.0f} s). Its chunk ids {'equal' if same else 'DIFFER from'} a quiet ingest's "
-        f"({len(run_.loaded_ids)} vs {len(quiet_ids)}, {run_.duplicates} duplicates"
-        f"{', error: ' + run_.ingest_error if run_.ingest_error else ''}).",
+        f"({len(result.loaded_ids)} vs {len(quiet_ids)}, {result.duplicates} duplicates"
+        f"{', error: ' + result.ingest_error if result.ingest_error else ''}).",
         f"- Errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else "") + ".",
-        f"- Broken citations: {len(run_.quiet.bad_citations) + len(run_.loaded.bad_citations)}.",
+        f"- Broken citations: {len(result.quiet.bad_citations) + len(result.loaded.bad_citations)}.",
         f"- Load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.2f}' for x in load_after)} (the machine is shared: other jobs add to both runs).",
         f"- The whole scenario took {loaded_s:.0f} s after the quiet ingest.",
