@@ -6,8 +6,9 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from rag.markers import LOOSE_MARKER, format_markers, loose_numbers, strip_markers
 from rag.prompts import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
     from rag.assistant import Assistant
+    from rag.settings import Settings
 
 CHARS_PER_TOKEN = 4  # a rough budget estimate; the server reports the real prompt size afterwards
 LONGEST_MARKER = 24  # an unclosed "[" held back longer than this is ordinary text
@@ -97,21 +99,53 @@ def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
 # Streaming with bounded waits
 
 
+# A server that ignores max_tokens is cut off here: pieces beyond max_tokens (an honest server sends at least one
+# token a piece) or characters beyond this many per token (English averages about 4).
+MAX_CHARS_PER_TOKEN = 8
+# Pieces the reader thread may get ahead of the caller; a full queue makes it wait, so memory stays bounded.
+QUEUE_PIECES = 64
+PUT_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How long and how much one streamed completion may take; every bound holds whatever the server does."""
+
+    timeout_s: float  # longest wait for any one piece, the first included
+    deadline_s: float  # longest time for the whole completion, first byte to last
+    max_tokens: int  # longest text, counted in pieces and (generously) in characters
+
+    @classmethod
+    def of(cls, settings: Settings) -> StreamLimits:
+        """The limits the settings set."""
+        return cls(
+            timeout_s=settings.llm_timeout_s, deadline_s=settings.llm_deadline_s, max_tokens=settings.llm_max_tokens
+        )
+
+    @property
+    def max_chars(self) -> int:
+        """The most characters a completion may stream."""
+        return self.max_tokens * MAX_CHARS_PER_TOKEN
+
+
 class ChatStream:
-    """The text pieces of one streamed chat completion; no wait for the next piece lasts longer than timeout_s.
+    """The text pieces of one streamed chat completion, bounded in waits, total time and length.
 
     The model is read on a worker thread so that the first token, which the client may retry for, is bounded by one
-    overall deadline too, and a server that sends SSE keep-alives but no tokens cannot hold the caller.
+    overall deadline too, and a server that sends SSE keep-alives but no tokens cannot hold the caller. A completion
+    that runs past the deadline or the length cap is cut there (`truncated` says why) and ends normally, so the text
+    so far is verified like any other; one that has produced nothing by then is an LLMError.
     """
 
-    def __init__(self, llm: BaseChatModel, messages: Sequence[BaseMessage], *, timeout_s: float) -> None:
+    def __init__(self, llm: BaseChatModel, messages: Sequence[BaseMessage], *, limits: StreamLimits) -> None:
         self.llm = llm
         self.messages = list(messages)
-        self.timeout_s = timeout_s
+        self.limits = limits
         self.usage: dict[str, Any] = {}
         self.finish_reason: str | None = None
         self.reports_metadata = False
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.truncated: str | None = None  # "deadline" or "max_tokens" when the stream was cut
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_PIECES)
         self._stop = threading.Event()
 
     @property
@@ -119,33 +153,67 @@ class ChatStream:
         """The endpoint's URL, for error messages."""
         return getattr(self.llm, "openai_api_base", None)
 
+    def _put(self, kind: str, item: Any) -> bool:
+        """Hand one item to the caller, waiting while the queue is full; False once the caller has stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put((kind, item), timeout=PUT_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _read(self) -> None:
+        chunks = cast("Generator[Any, None, None]", self.llm.stream(self.messages))
         try:
-            for chunk in self.llm.stream(self.messages):
-                if self._stop.is_set():
+            for chunk in chunks:
+                if not self._put("chunk", chunk):
                     return
-                self._queue.put(("chunk", chunk))
-            self._queue.put(("end", None))
+            self._put("end", None)
         except Exception as exc:  # handed to the caller's thread, which turns it into an LLMError
-            self._queue.put(("error", exc))
+            self._put("error", exc)
+        finally:
+            chunks.close()  # closes the HTTP response, so a server that streams forever sees the client leave
 
     def __iter__(self) -> Iterator[str]:
+        limits = self.limits
+        deadline = time.monotonic() + limits.deadline_s
+        pieces = chars = 0
         threading.Thread(target=self._read, name="llm-stream", daemon=True).start()
         try:
             while True:
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    if not pieces:
+                        raise LLMError(
+                            one_line(TimeoutError(f"no answer within {limits.deadline_s:g}s"), where=self.where)
+                        )
+                    self.truncated = "deadline"
+                    return
                 try:
-                    kind, item = self._queue.get(timeout=self.timeout_s)
+                    kind, item = self._queue.get(timeout=min(limits.timeout_s, left_s))
                 except queue.Empty:
+                    if left_s <= limits.timeout_s:
+                        continue  # the deadline came first: handled at the top
                     raise LLMError(
-                        one_line(TimeoutError(f"no reply within {self.timeout_s:g}s"), where=self.where)
+                        one_line(TimeoutError(f"no reply within {limits.timeout_s:g}s"), where=self.where)
                     ) from None
                 if kind == "error":
                     raise LLMError(one_line(item, where=self.where)) from item
                 if kind == "end":
                     break
                 self._note(item)
-                if item.text:
-                    yield item.text
+                text = item.text
+                if not text:
+                    continue
+                if pieces >= limits.max_tokens or chars + len(text) > limits.max_chars:
+                    self.truncated = "max_tokens"
+                    if pieces < limits.max_tokens and chars < limits.max_chars:
+                        yield text[: limits.max_chars - chars]
+                    return
+                pieces += 1
+                chars += len(text)
+                yield text
         finally:
             self._stop.set()
         if self.reports_metadata and self.finish_reason is None:
@@ -247,13 +315,13 @@ class CitationFilter:
         return result
 
 
-def condense_with_llm(llm: BaseChatModel, question: str, history: Sequence[Turn], *, timeout_s: float) -> str:
+def condense_with_llm(llm: BaseChatModel, question: str, history: Sequence[Turn], *, limits: StreamLimits) -> str:
     """A standalone question for retrieval, written by the model from the last turns (raises LLMError)."""
     turns = "\n".join(
         HISTORY_TURN.format(question=q, answer=strip_markers(a)[:HISTORY_ANSWER_CHARS])
         for q, a in history[-HISTORY_TURNS:]
     )
-    stream = ChatStream(llm, CONDENSE.format_messages(history=turns, question=question), timeout_s=timeout_s)
+    stream = ChatStream(llm, CONDENSE.format_messages(history=turns, question=question), limits=limits)
     reply = "".join(stream).strip()
     line = next((ln.strip() for ln in reply.splitlines() if ln.strip()), "")
     line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE).strip(" \"'")
@@ -286,7 +354,7 @@ def stream_llm_answer(
     condensed = question
     if history:
         try:
-            condensed = condense_with_llm(llm, question, history, timeout_s=settings.llm_timeout_s)
+            condensed = condense_with_llm(llm, question, history, limits=StreamLimits.of(settings))
         except LLMError as exc:
             yield fallback(str(exc), NOTICE_LLM_FAILED)
             return
@@ -298,7 +366,7 @@ def stream_llm_answer(
         return
     chunks = select_sources(candidates, budget_tokens=settings.llm_source_tokens)
     messages = answer_messages(condensed, chunks)
-    stream = ChatStream(llm, messages, timeout_s=settings.llm_timeout_s)
+    stream = ChatStream(llm, messages, limits=StreamLimits.of(settings))
     citations = CitationFilter(len(chunks))
     generate_started = time.perf_counter()
     try:
@@ -321,6 +389,7 @@ def stream_llm_answer(
         "completion_tokens": stream.usage.get("output_tokens"),
         "sources": [c.id for c in chunks],
         "dropped_markers": citations.dropped,
+        "truncated": stream.truncated,
     }
     if not text:
         yield fallback(one_line(ValueError("empty answer")), NOTICE_LLM_FAILED, debug)

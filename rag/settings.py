@@ -102,7 +102,16 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the LLM, per request.")
     llm_max_retries: int = Field(default=1, ge=0, description="Retries after a failed LLM request.")
-    llm_max_tokens: int = Field(default=384, ge=16, description="Longest generated answer, in tokens.")
+    llm_max_tokens: int = Field(
+        default=384,
+        ge=16,
+        description="Longest generated answer, in tokens; a server that sends more is cut off by the client.",
+    )
+    llm_deadline_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest time for one whole generated answer; a longer one is cut there and verified as is.",
+    )
     llm_source_tokens: int = Field(
         default=1500,
         ge=100,

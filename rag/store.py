@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -18,7 +20,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from rag.types import Chunk, Document, DocumentInfo, PassageVectors, RagError, SentenceVectors, StoreUnavailable
+from rag.types import (
+    Chunk,
+    Document,
+    DocumentInfo,
+    PassageVectors,
+    RagError,
+    SentenceVectors,
+    StoreFull,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -38,6 +49,11 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+
+# A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
+# ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
+LOW_ROOM_BYTES = 16 * 2**20
+OUT_OF_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -62,6 +78,43 @@ def make_client(settings: Settings) -> ClientAPI:
         )
     except Exception as exc:  # chromadb raises bare ValueError/ConnectionError/httpx errors here
         raise StoreUnavailable(settings.chroma_url, one_line(exc)) from exc
+
+
+def room_left(path: Path) -> int:
+    """Bytes that can still be written under path: the disk's free space, or less under a file size limit."""
+    import resource
+
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    room = shutil.disk_usage(path).free
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)  # ulimit -f: each file may grow only this far
+    if limit != resource.RLIM_INFINITY:
+        largest = max((f.stat().st_size for f in path.rglob("*") if f.is_file()), default=0)
+        room = min(room, max(0, limit - largest))
+    return room
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and the ones it was raised from or during (SQLAlchemy wraps sqlite3's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_out_of_room(exc: BaseException, path: Path) -> bool:
+    """True when a storage failure comes from a full disk or a file size limit, not from a bug."""
+    from chromadb.errors import ChromaError
+
+    chain = list(causes(exc))
+    if any(isinstance(e, OSError) and e.errno in OUT_OF_ROOM_ERRNOS for e in chain):
+        return True
+    if any("disk is full" in str(e) for e in chain):  # SQLite's SQLITE_FULL
+        return True
+    is_storage = any(isinstance(e, OSError | sqlite3.Error | ChromaError) for e in chain)
+    return is_storage and room_left(path) < LOW_ROOM_BYTES
 
 
 def sentence_collection_name(collection: str) -> str:
@@ -188,8 +241,8 @@ class Store:
                 )
 
     def translate_errors(self) -> Any:
-        """A context manager that turns a Chroma server's connection failures into one-line StoreUnavailable."""
-        return _StoreErrors(self.settings.chroma_url)
+        """A context manager for one-line errors: StoreUnavailable for a server's connection, StoreFull for no room."""
+        return _StoreErrors(self.settings.chroma_url, self.settings.home)
 
     def count(self) -> int:
         """Chunks in the collection."""
@@ -238,6 +291,15 @@ class Store:
             for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
         }
         return [by_id[i] for i in ids if i in by_id]
+
+    def chunks_of(self, source: str) -> list[Chunk]:
+        """Every chunk of one source, in no particular order."""
+        with self.translate_errors():
+            page = self.collection.get(where={"source": source}, include=["documents", "metadatas"])
+        return [
+            chunk_from_record(i, d or "", dict(m or {}))
+            for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+        ]
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id, and their sentence vectors."""
@@ -320,25 +382,41 @@ class Store:
 
 
 class _StoreErrors:
-    """Turn a Chroma server's connection failures into one-line StoreUnavailable errors."""
+    """Turn a Chroma server's connection failures into StoreUnavailable, and a full disk under home into StoreFull."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, home: Path) -> None:
         self.url = url
+        self.home = home
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc is None or self.url is None or isinstance(exc, RagError):
+        if exc is None or isinstance(exc, RagError) or not isinstance(exc, Exception):
             return
         import httpx
 
-        if isinstance(exc, httpx.TransportError | ConnectionError | OSError):
+        if self.url is not None and isinstance(exc, httpx.TransportError | ConnectionError):
+            raise StoreUnavailable(self.url, one_line(exc)) from exc
+        # Embedded Chroma, the record manager and the document texts all live under home.
+        if is_out_of_room(exc, self.home):
+            raise StoreFull(str(self.home.resolve()), room_left(self.home), one_line(exc)) from exc
+        if self.url is not None and isinstance(exc, OSError):
             raise StoreUnavailable(self.url, one_line(exc)) from exc
 
 
+_sound_files: set[Path] = set()  # SQLite files checked (or replaced) by this process
+_sound_lock = threading.Lock()
+
+
 class DocumentTexts:
-    """Full cleaned texts of ingested documents, kept in home so the UI can show a quote in place."""
+    """Full cleaned texts of ingested documents, kept in home so quotes are verified and shown in place.
+
+    Every chunk must satisfy `text[chunk.start:chunk.end] == chunk.text` against its document's stored text. An
+    ingest that changes a document therefore *stages* the new text beside the current one, indexes, and only then
+    *commits* it (see ingest.index). Until the commit, the current text still fits every old chunk; an interrupted
+    run leaves the staged text behind, and the next ingest or chat start repairs the pair (ingest.index.repair_texts).
+    """
 
     def __init__(self, home: Path, collection: str) -> None:
         self.path = home / "documents.sqlite"
@@ -346,16 +424,34 @@ class DocumentTexts:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check()
         db = sqlite3.connect(self.path, timeout=30)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS documents (collection TEXT, source TEXT, title TEXT, text TEXT,"
-            " pages TEXT, metadata TEXT, PRIMARY KEY (collection, source))"
-        )
+        for table in ("documents", "staged"):
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (collection TEXT, source TEXT, title TEXT, text TEXT,"
+                " pages TEXT, metadata TEXT, PRIMARY KEY (collection, source))"
+            )
         return db
 
-    def put_many(self, docs: Sequence[Document]) -> None:
-        """Store or replace documents' texts, in one transaction."""
-        rows = [
+    def _check(self) -> None:
+        """Once per process: a corrupt file is moved aside with a one-line warning, never silently used."""
+        with _sound_lock:
+            if self.path.resolve() in _sound_files:
+                return
+            problem = sqlite_problem(self.path)
+            if problem:
+                aside = move_aside(self.path)
+                log.warning(
+                    "%s is corrupt (%s): moved to %s. Document texts cannot be rebuilt exactly from the chunks, so "
+                    "quotes are checked against the chunks alone until you re-ingest your files (`rag ingest PATH`)",
+                    self.path,
+                    problem,
+                    aside.name,
+                )
+            _sound_files.add(self.path.resolve())
+
+    def _rows(self, docs: Sequence[Document]) -> list[tuple[str, ...]]:
+        return [
             (
                 self.collection,
                 doc.source,
@@ -366,14 +462,45 @@ class DocumentTexts:
             )
             for doc in docs
         ]
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def get(self, source: str) -> Document | None:
-        """The stored document for a source, if this machine ingested it."""
+    def put_many(self, docs: Sequence[Document]) -> None:
+        """Store or replace documents' current texts, in one transaction (for texts that fit the indexed chunks)."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+
+    def stage_many(self, docs: Sequence[Document]) -> None:
+        """Keep new texts beside the current ones until their chunks are indexed (then commit_staged)."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+
+    def commit_staged(self, sources: Sequence[str] | None = None) -> None:
+        """Make staged texts current (all of them, or these sources'), in one transaction."""
+        where, args = "collection = ?", [self.collection]
+        if sources is not None:
+            where += f" AND source IN ({','.join('?' * len(sources))})"
+            args += list(sources)
+        with closing(self._connect()) as db, db:
+            db.execute(f"INSERT OR REPLACE INTO documents SELECT * FROM staged WHERE {where}", args)
+            db.execute(f"DELETE FROM staged WHERE {where}", args)
+
+    def drop_staged(self, source: str) -> None:
+        """Forget a staged text (its chunks never made it)."""
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM staged WHERE collection = ? AND source = ?", (self.collection, source))
+
+    def staged_sources(self) -> list[str]:
+        """Sources whose new text is staged: an ingest of them was interrupted, or is running now."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT source FROM staged WHERE collection = ?", (self.collection,)).fetchall()
+        return [r[0] for r in rows]
+
+    def get(self, source: str, *, staged: bool = False) -> Document | None:
+        """The stored (or staged) document for a source, if this machine ingested it."""
         with closing(self._connect()) as db:
             row = db.execute(
-                "SELECT source, title, text, pages, metadata FROM documents WHERE collection = ? AND source = ?",
+                "SELECT source, title, text, pages, metadata FROM "
+                + ("staged" if staged else "documents")
+                + " WHERE collection = ? AND source = ?",
                 (self.collection, source),
             ).fetchone()
         if row is None:
@@ -385,4 +512,26 @@ class DocumentTexts:
     def delete(self, source: str) -> None:
         """Forget one document."""
         with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM documents WHERE collection = ? AND source = ?", (self.collection, source))
+            for table in ("documents", "staged"):
+                db.execute(f"DELETE FROM {table} WHERE collection = ? AND source = ?", (self.collection, source))
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """Why an SQLite file is unusable (not a database, truncated, malformed), or None when it is sound or absent."""
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        return one_line(exc)
+    return None if rows == [("ok",)] else str(rows[0][0])
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file (and its journal) out of the way, keeping it for inspection."""
+    aside = path.with_name(f"{path.name}.corrupt-{uuid.uuid4().hex[:8]}")
+    path.rename(aside)
+    for suffix in ("-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return aside

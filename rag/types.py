@@ -241,6 +241,16 @@ class StoreUnavailable(RagError):
         super().__init__(f"Chroma server at {url} is unreachable: {reason}")
 
 
+class StoreFull(RagError):
+    """The disk (or file size limit) holding the index has no room left; what was committed before is kept."""
+
+    def __init__(self, location: str, room_bytes: int, reason: str) -> None:
+        super().__init__(
+            f"no space left for the index in {location} ({room_bytes / 2**20:.1f} MB free): {reason}. "
+            "Free some space and run it again; what was committed before is kept."
+        )
+
+
 class LoadError(RagError):
     """A file could not be read into a Document."""
 

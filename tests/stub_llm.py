@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BEHAVIOURS = ("hang", "error500", "unauthorized", "malformed_sse", "close_midstream", "keepalive_only", "good")
+# Endless and oversized answers, from a server that ignores max_tokens: the client must cut them off.
+BEHAVIOURS += ("stream_forever", "ten_mb")
+FOREVER_SENTENCE = "Kenya has deployed 270 additional police officers to Haiti [1]. "
+FOREVER_PAUSE_S = 0.01  # about 100 tokens a second, a fast real server
+TEN_MB = 10 * 2**20
+HUGE_PIECE_CHARS = 16 * 2**10
 LONGEST_HANG_S = 30.0  # a hanging handler gives up by itself even if the test forgets to stop the server
 
 
@@ -37,6 +44,8 @@ class StubServer(ThreadingHTTPServer):
         self.reply = reply
         self.stopping = threading.Event()
         self.requests = 0
+        self.abandoned = threading.Event()  # a client closed the connection while the reply was still coming
+        self.bytes_sent = 0
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Clients that give up and drop the connection are the point of these servers: no traceback."""
@@ -110,6 +119,38 @@ class StubHandler(BaseHTTPRequestHandler):
                 self.write_chunk(b": keep-alive\n\n")
             except OSError:
                 return
+
+    def reply_stream_forever(self) -> None:
+        """A supported sentence, a word a piece as real servers send tokens, again and again until the client leaves."""
+        self.start_sse()
+        words = [sse_chunk(word + " ") for word in FOREVER_SENTENCE.split()]
+        give_up = time.monotonic() + LONGEST_HANG_S
+        n = 0
+        while not self.server.stopping.wait(FOREVER_PAUSE_S) and time.monotonic() < give_up:
+            if not self.write_or_note_abandoned(words[n % len(words)]):
+                return
+            n += 1
+
+    def reply_ten_mb(self) -> None:
+        """TEN_MB of answer text in 16 KB pieces, then a proper end: a server that ignores max_tokens."""
+        self.start_sse()
+        text = (FOREVER_SENTENCE * (HUGE_PIECE_CHARS // len(FOREVER_SENTENCE) + 1))[:HUGE_PIECE_CHARS]
+        for _ in range(TEN_MB // HUGE_PIECE_CHARS):
+            if self.server.stopping.is_set() or not self.write_or_note_abandoned(sse_chunk(text)):
+                return
+        self.write_chunk(sse_chunk(None, finish="stop"))
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.end_chunks()
+
+    def write_or_note_abandoned(self, data: bytes) -> bool:
+        """Write one chunk; False (and server.abandoned set) once the client has closed the connection."""
+        try:
+            self.write_chunk(data)
+        except OSError:
+            self.server.abandoned.set()
+            return False
+        self.server.bytes_sent += len(data)
+        return True
 
     def reply_good(self) -> None:
         self.start_sse()

@@ -20,7 +20,7 @@ from pathlib import Path
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 
 from rag.assistant import Assistant
-from rag.generate import ChatStream, CitationFilter, answer_messages, select_sources
+from rag.generate import ChatStream, CitationFilter, StreamLimits, answer_messages, select_sources
 from rag.llm import make_llm, model_name, serve_gguf, stop_local_servers
 from rag.settings import Settings
 from rag.types import TokenEvent
@@ -61,7 +61,7 @@ def project_pieces(settings: Settings, messages: list[BaseMessage], n_sources: i
     """The project's generation layer, as Assistant.stream runs it."""
     llm = make_llm(settings).bind(extra_body=NO_PROMPT_CACHE)
     citations = CitationFilter(n_sources)
-    for piece in ChatStream(llm, messages, timeout_s=settings.llm_timeout_s):  # type: ignore[arg-type]
+    for piece in ChatStream(llm, messages, limits=StreamLimits.of(settings)):  # type: ignore[arg-type]
         citations.feed(piece)
         yield piece
 
