@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from evals.metrics import best_f1, contains_answer
-from rag.short_answer import FEATURES, WEIGHTS, Weights, asks_for_short_answer, probability, score_candidates
+from rag.short_answer import FEATURES, WEIGHTS, Kind, Weights, asks_for_short_answer, probability, score_candidates
 from rag.text import sentence_spans
 from rag.types import Chunk
 
@@ -94,24 +94,29 @@ def nq_examples(path: Path, *, seed: int = 0) -> Iterator[Example]:
                 yield example
 
 
-def candidate_rows(example: Example, *, with_neighbours: bool) -> tuple[list[list[float]], list[int], list[float]]:
-    """Feature rows, labels and F1s of every candidate phrase of one example."""
+def kind_of(example: Example) -> Kind:
+    """The kind of short answer the example's question asks for."""
     kind = asks_for_short_answer(example.question)
     assert kind is not None
-    scored = score_candidates(example.question, kind, example.sentences(with_neighbours=with_neighbours))
+    return kind
+
+
+def candidate_rows(example: Example, *, with_neighbours: bool) -> tuple[list[list[float]], list[int], list[float]]:
+    """Feature rows, labels and F1s of every candidate phrase of one example."""
+    scored = score_candidates(example.question, kind_of(example), example.sentences(with_neighbours=with_neighbours))
     f1s = [best_f1(s.chunk.text[s.phrase.start : s.phrase.end], example.answers) for s in scored]
     top = max(f1s, default=0.0)
     labels = [int(f >= 0.5 and f == top) for f in f1s]
     return [[s.features[name] for name in FEATURES] for s in scored], labels, f1s
 
 
-def evaluate(examples: Sequence[Example], weights: Weights, *, with_neighbours: bool) -> dict[str, float]:
+def evaluate(examples: Sequence[Example], weights: dict[Kind, Weights], *, with_neighbours: bool) -> dict[str, float]:
     """Short-answer F1 and EM of the best-scored phrase (0 when there is none), over the examples."""
     f1 = em = 0.0
     for ex in examples:
         rows, _, f1s = candidate_rows(ex, with_neighbours=with_neighbours)
         if rows:
-            scores = [probability(dict(zip(FEATURES, row, strict=True)), weights) for row in rows]
+            scores = [probability(dict(zip(FEATURES, row, strict=True)), weights[kind_of(ex)]) for row in rows]
             best = max(range(len(rows)), key=scores.__getitem__)
             f1 += f1s[best]
             em += float(f1s[best] == 1.0)
@@ -125,18 +130,28 @@ def ceiling(examples: Sequence[Example], *, with_neighbours: bool) -> float:
     return round(total / max(len(examples), 1), 3)
 
 
-def fit(examples: Sequence[Example], *, c: float) -> Weights:
-    """Logistic regression over the candidates of the examples, as a Weights."""
+def fit(examples: Sequence[Example], *, c: float) -> dict[Kind, Weights]:
+    """One logistic regression per question kind over the candidates of the examples.
+
+    Each example counts twice, given its gold sentence alone and with its neighbours, so the model also learns
+    to pick the sentence.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    x, y = [], []
-    for ex in examples:
-        rows, labels, _ = candidate_rows(ex, with_neighbours=True)
-        x += rows
-        y += labels
-    model = LogisticRegression(C=c, max_iter=2000).fit(x, y)
-    coef = dict(zip(FEATURES, (round(float(w), 3) for w in model.coef_[0]), strict=True))
-    return Weights(bias=round(float(model.intercept_[0]), 3), **coef)
+    out = {}
+    for kind in WEIGHTS:
+        x, y = [], []
+        for ex in examples:
+            if kind_of(ex) == kind:
+                for with_neighbours in (False, True):
+                    rows, labels, _ = candidate_rows(ex, with_neighbours=with_neighbours)
+                    x += rows
+                    y += labels
+        model = LogisticRegression(C=c, max_iter=5000).fit(x, y)
+        coef = dict(zip(FEATURES, (round(float(w), 3) for w in model.coef_[0]), strict=True))
+        out[kind] = Weights(bias=round(float(model.intercept_[0]), 3), **coef)
+        print(f"{kind}: {sum(y)} positive of {len(y)} candidates")
+    return out
 
 
 def main(argv: Sequence[str]) -> None:
@@ -154,8 +169,11 @@ def main(argv: Sequence[str]) -> None:
         for with_neighbours in (False, True):
             setting = "gold sentence + neighbours" if with_neighbours else "gold sentence"
             print(f"{name} ({setting}): ceiling {ceiling(examples, with_neighbours=with_neighbours)}")
-            for label, w in (("fitted", weights), ("current", WEIGHTS)):
-                print(f"  {label}: {evaluate(examples, w, with_neighbours=with_neighbours)}")
-    values = ", ".join(f"{f.name}={getattr(weights, f.name)}" for f in fields(Weights))
-    print(f"Weights({values})")
+            for label, held in (("fitted", weights), ("current", WEIGHTS)):
+                print(f"  {label}: {evaluate(examples, held, with_neighbours=with_neighbours)}")
+    print("WEIGHTS: dict[Kind, Weights] = {")
+    for kind, w in weights.items():
+        values = ", ".join(f"{f.name}={getattr(w, f.name)}" for f in fields(Weights))
+        print(f'    "{kind}": Weights({values}),')
+    print("}")
     print(f"fit on {len(squad[::2])} SQuAD + {len(nq[::2])} NQ-open dev questions")
