@@ -83,7 +83,8 @@ NUMBER_WORDS = frozenset(
 )
 # Lower-case words that may sit inside a name: "University of Michigan", "Leonardo da Vinci".
 NAME_JOINERS = frozenset("of de da di del della van von der den du la le al bin ibn y and & the".split())
-PLACE_PREPOSITIONS = frozenset("in at from near to into across outside inside".split())
+PLACE_PREPOSITIONS = frozenset("in at from near into across outside inside".split())
+AGENT_PREPOSITIONS = frozenset("by to".split())
 TIME_PREPOSITIONS = frozenset("in on since until by during from before after".split())
 MAX_NAME_TOKENS = 6
 DEMONYM = re.compile(r"[A-Z][a-z]+(?:an|ese|ish|ic|i)")  # "American", "English": says where from, not who
@@ -109,12 +110,14 @@ class Weights:
     question_overlap: float
     near_question: float
     after_preposition: float
+    after_agent: float
+    after_of: float
     sentence_start: float
     lone_opener: float
     unit_match: float
     length: float
     sentence_coverage: float
-    best_sentence: float
+    coverage_gap: float
     position: float
     year: float
     full_date: float
@@ -125,93 +128,103 @@ class Weights:
 FEATURES = tuple(name for name in Weights.__dataclass_fields__ if name != "bias")
 # Fitted by `python -m evals.fit short_answer` (seed 0) on half the short-answer questions of SQuAD 2.0 dev (561)
 # and of the NQ-open dev half (500), each given its gold sentence alone and with its neighbours. On the other
-# halves, F1/EM of the chosen phrase: NQ-open dev 0.628/0.516 given the gold sentence, 0.528/0.434 with its
-# neighbours too; SQuAD 0.623/0.526 and 0.578/0.483. Hand-set weights scored 0.547 and 0.427 on NQ-open dev.
+# halves, F1/EM of the chosen phrase: NQ-open dev 0.634/0.520 given the gold sentence, 0.548/0.446 with its
+# neighbours too; SQuAD 0.611/0.513 and 0.561/0.472. Hand-set weights scored 0.547 and 0.427 on NQ-open dev.
 WEIGHTS: dict[Kind, Weights] = {
     "person": Weights(
-        bias=-2.294,
-        question_overlap=-1.027,
-        near_question=1.661,
-        after_preposition=-0.887,
-        sentence_start=1.645,
-        lone_opener=-0.454,
+        bias=-1.372,
+        question_overlap=-0.927,
+        near_question=1.643,
+        after_preposition=-1.243,
+        after_agent=1.145,
+        after_of=0.161,
+        sentence_start=1.764,
+        lone_opener=-0.365,
         unit_match=0.0,
-        length=0.281,
-        sentence_coverage=-0.247,
-        best_sentence=1.026,
-        position=-0.915,
-        year=-1.396,
-        full_date=-1.774,
-        demonym=-1.156,
-        quoted=-2.27,
+        length=0.259,
+        sentence_coverage=-0.217,
+        coverage_gap=1.889,
+        position=-0.979,
+        year=-1.267,
+        full_date=-1.749,
+        demonym=-1.18,
+        quoted=-2.288,
     ),
     "place": Weights(
-        bias=-2.843,
-        question_overlap=1.224,
-        near_question=1.631,
-        after_preposition=1.124,
-        sentence_start=-0.109,
-        lone_opener=-0.456,
+        bias=-1.735,
+        question_overlap=1.27,
+        near_question=1.546,
+        after_preposition=1.246,
+        after_agent=0.081,
+        after_of=0.427,
+        sentence_start=-0.081,
+        lone_opener=-0.465,
         unit_match=0.0,
-        length=0.148,
-        sentence_coverage=-0.212,
-        best_sentence=1.219,
-        position=-0.3,
-        year=-1.771,
-        full_date=0.086,
-        demonym=0.046,
-        quoted=0.009,
+        length=0.132,
+        sentence_coverage=-0.02,
+        coverage_gap=1.988,
+        position=-0.285,
+        year=-1.811,
+        full_date=0.044,
+        demonym=0.013,
+        quoted=0.035,
     ),
     "entity": Weights(
-        bias=-3.951,
-        question_overlap=0.168,
-        near_question=3.354,
-        after_preposition=-1.396,
-        sentence_start=0.456,
-        lone_opener=0.676,
+        bias=-3.107,
+        question_overlap=0.162,
+        near_question=3.347,
+        after_preposition=-1.269,
+        after_agent=-0.76,
+        after_of=0.737,
+        sentence_start=0.485,
+        lone_opener=0.683,
         unit_match=0.0,
-        length=0.29,
-        sentence_coverage=0.791,
-        best_sentence=1.022,
-        position=-1.082,
-        year=-0.204,
-        full_date=-0.24,
-        demonym=0.243,
-        quoted=1.337,
+        length=0.308,
+        sentence_coverage=0.894,
+        coverage_gap=1.517,
+        position=-1.083,
+        year=-0.209,
+        full_date=-0.234,
+        demonym=0.179,
+        quoted=1.342,
     ),
     "time": Weights(
-        bias=-2.762,
+        bias=-1.972,
         question_overlap=0.0,
-        near_question=2.723,
-        after_preposition=0.64,
+        near_question=2.67,
+        after_preposition=0.73,
+        after_agent=1.017,
+        after_of=0.751,
         sentence_start=0.0,
         lone_opener=0.0,
         unit_match=0.0,
-        length=0.678,
-        sentence_coverage=0.216,
-        best_sentence=0.895,
-        position=-0.274,
-        year=0.39,
-        full_date=-0.099,
+        length=0.708,
+        sentence_coverage=0.188,
+        coverage_gap=1.938,
+        position=-0.308,
+        year=0.396,
+        full_date=-0.172,
         demonym=0.0,
         quoted=0.0,
     ),
     "number": Weights(
-        bias=-2.594,
-        question_overlap=-0.569,
-        near_question=1.447,
-        after_preposition=0.598,
-        sentence_start=-0.063,
-        lone_opener=1.019,
-        unit_match=1.787,
-        length=-0.367,
-        sentence_coverage=0.191,
-        best_sentence=1.37,
-        position=0.264,
-        year=-1.165,
+        bias=-1.515,
+        question_overlap=-0.655,
+        near_question=1.543,
+        after_preposition=0.357,
+        after_agent=1.11,
+        after_of=0.587,
+        sentence_start=-0.059,
+        lone_opener=1.087,
+        unit_match=1.819,
+        length=-0.37,
+        sentence_coverage=0.442,
+        coverage_gap=2.138,
+        position=0.079,
+        year=-1.001,
         full_date=0.0,
         demonym=0.0,
-        quoted=0.479,
+        quoted=0.375,
     ),
 }
 # The rule whose phrases can answer each kind of question.
@@ -369,7 +382,7 @@ class SentenceView:
     words: list[str]
     stems: list[list[str]]
     coverage: float  # share of the question's content terms the sentence holds
-    is_best: bool  # no other cited sentence holds more of them
+    best_coverage: float  # the most any cited sentence holds
 
 
 def phrase_features(
@@ -393,12 +406,14 @@ def phrase_features(
         "question_overlap": overlap,
         "near_question": 1.0 / (1.0 + min(near)) if near else 0.0,
         "after_preposition": float(before in preps),
+        "after_agent": float(before in AGENT_PREPOSITIONS),  # "designed by X", "awarded to X"
+        "after_of": float(before == "of"),  # ", of Germany": where someone is from
         "sentence_start": float(phrase.first == 0 and phrase.last > 0),
         "lone_opener": float(phrase.first == phrase.last == 0),  # "Work began ...": often no name at all
         "unit_match": float(unit),
         "length": float(phrase.last - phrase.first + 1),
         "sentence_coverage": view.coverage,
-        "best_sentence": float(view.is_best),
+        "coverage_gap": view.coverage - view.best_coverage,  # 0 in the cited sentence most like the question
         "position": phrase.first / max(len(view.words), 1),
         "year": float(len(words) == 1 and _is_year(words[0])),
         "full_date": float(any(w.lower() in MONTHS for w in words)),
@@ -447,10 +462,10 @@ def score_candidates(
         stems = [tokenize(w) for w in words]
         held = {s for ws in stems for s in ws}
         views.append((n, chunk, start, end, chunk.text, toks, words, stems, len(question_terms & held)))
-    most = max((v[-1] for v in views), default=0)
+    most = max((v[-1] for v in views), default=0) / max(len(question_terms), 1)
     out = []
     for n, chunk, start, end, text, toks, words, stems, found in views:
-        view = SentenceView(text, toks, words, stems, found / max(len(question_terms), 1), found == most)
+        view = SentenceView(text, toks, words, stems, found / max(len(question_terms), 1), most)
         for raw in candidate_phrases(chunk.text, start, end):
             if raw.rule not in KIND_RULES[kind]:
                 continue

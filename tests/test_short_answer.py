@@ -75,6 +75,7 @@ def test_asks_for_short_answer(question: str, kind: str | None):
         ("Who designed the new terminal?", "Ines Marlow"),
         ("When did work on the breakwater begin?", "June 2019"),
         ("Who leads the work on the breakwater?", "Tomas Verhoeven"),
+        ("who got the first nobel prize in physics", "Wilhelm Conrad Röntgen"),
         ("what year was the first nobel prize in physics awarded", "1901"),
     ],
 )

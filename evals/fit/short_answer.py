@@ -1,6 +1,6 @@
 """Fit rag.short_answer.WEIGHTS on dev data: SQuAD 2.0 dev and the NQ-open dev half, given the gold sentence.
 
-`python -m evals.fit short_answer [--squad PATH] [--nq PATH] [--seed S]`
+`python -m evals.fit short_answer [--squad PATH] [--nq PATH] [--seed S] [--home HOME [--sample N]]`
 
 Each question that asks for a short answer (rag.short_answer.asks_for_short_answer) becomes the gold sentence
 (the one holding the answer) and its neighbours, as the answer step would cite them. Every candidate phrase of
@@ -154,6 +154,45 @@ def fit(examples: Sequence[Example], *, c: float) -> dict[Kind, Weights]:
     return out
 
 
+def end_to_end(home: Path, nq: Path, *, seed: int, sample: int | None) -> dict[str, float]:
+    """Short-answer F1/EM of `Assistant.ask` on the NQ-open dev half's short-answer questions, over an index of
+    the NQ-open passages in home (a missing short answer scores 0), and the time the short-answer step takes.
+    """
+    import statistics
+    import time
+
+    from rag.assistant import Assistant
+    from rag.settings import Settings
+    from rag.short_answer import find_short_answer
+
+    assistant = Assistant(Settings(home=home))
+    rows = [r for r in nq_dev_rows(nq, seed=seed) if asks_for_short_answer(str(r["question"]))]
+    rows = random.Random(seed).sample(rows, sample) if sample and sample < len(rows) else rows
+    f1 = em = given = hit = 0.0
+    step_ms = []
+    for row in rows:
+        question, answers = str(row["question"]), [str(a) for a in row["answers"]]  # type: ignore[attr-defined]
+        answer = assistant.ask(question)
+        hit += float(contains_answer(answer.text, answers))
+        started = time.perf_counter()
+        find_short_answer(question, answer.citations, {c.chunk.id: c.chunk for c in answer.candidates})
+        step_ms.append((time.perf_counter() - started) * 1000)
+        if answer.short_answer:
+            given += 1
+            score = best_f1(answer.short_answer.text, answers)
+            f1, em = f1 + score, em + float(score == 1.0)
+    n = max(len(rows), 1)
+    return {
+        "questions": len(rows),
+        "short_answer_f1": round(f1 / n, 3),
+        "short_answer_em": round(em / n, 3),
+        "with_short_answer": round(given / n, 3),
+        "gold_in_answer_text": round(hit / n, 3),
+        "step_ms_p50": round(statistics.median(step_ms), 2) if step_ms else 0.0,
+        "step_ms_max": round(max(step_ms), 2) if step_ms else 0.0,
+    }
+
+
 def main(argv: Sequence[str]) -> None:
     """Fit on half the dev questions, report F1/EM on the other half with the fitted and the current weights."""
     parser = argparse.ArgumentParser(prog="python -m evals.fit short_answer")
@@ -161,7 +200,12 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--nq", type=Path, default=NQ)
     parser.add_argument("--seed", type=int, default=0, help="Seed of the NQ-open dev/test split.")
     parser.add_argument("--c", type=float, default=1.0, help="Inverse regularisation strength.")
+    parser.add_argument("--home", type=Path, help="Also ask end to end over the NQ-open passages indexed here.")
+    parser.add_argument("--sample", type=int, help="End to end: a seeded sample of this many questions.")
     args = parser.parse_args(argv)
+    if args.home:
+        print(f"end to end, NQ-open dev half: {end_to_end(args.home, args.nq, seed=args.seed, sample=args.sample)}")
+        return
     squad, nq = list(squad_examples(args.squad)), list(nq_examples(args.nq, seed=args.seed))
     # Fit on even positions, check on odd ones, so the reported numbers are not the fit's own data.
     weights = fit(squad[::2] + nq[::2], c=args.c)
