@@ -155,8 +155,9 @@ def fit(examples: Sequence[Example], *, c: float) -> dict[Kind, Weights]:
 
 
 def end_to_end(home: Path, nq: Path, *, seed: int, sample: int | None) -> dict[str, float]:
-    """Short-answer F1/EM of `Assistant.ask` on the NQ-open dev half's short-answer questions, over an index of
-    the NQ-open passages in home (a missing short answer scores 0), and the time the short-answer step takes.
+    """Short-answer F1/EM of `Assistant.ask` on the NQ-open dev half's short-answer questions, end to end.
+
+    Home must hold the NQ-open gold passages; a missing short answer scores 0. Also times the short-answer step.
     """
     import statistics
     import time
