@@ -71,17 +71,18 @@ def squad_examples(path: Path) -> Iterator[Example]:
 
 
 def nq_dev_rows(path: Path, *, seed: int = 0) -> list[dict[str, object]]:
-    """The NQ-open dev half: the distinct questions (first occurrence), shuffled with `seed`, first half."""
-    rows, seen = [], set()
+    """The NQ-open dev half, by the rule of evals.nq.load_nq_open (use that once both are merged).
+
+    Distinct questions (whitespace folded; the first occurrence's row, ordered as load_nq_open orders them),
+    shuffled by Random(f"nq-open-split-{seed}"); dev is the first (n + 1) // 2.
+    """
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["question"] not in seen:
-                seen.add(row["question"])
-                rows.append(row)
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    return [rows[i] for i in sorted(order[: len(rows) // 2])]
+        rows = [json.loads(line) for line in f if line.strip()]
+    keyed = [(" ".join(str(row["question"]).split()), row) for row in rows]
+    distinct = list({q: row for q, row in reversed(keyed)}.values())[::-1]
+    order = list(range(len(distinct)))
+    random.Random(f"nq-open-split-{seed}").shuffle(order)
+    return [distinct[i] for i in sorted(order[: (len(distinct) + 1) // 2])]
 
 
 def nq_examples(path: Path, *, seed: int = 0) -> Iterator[Example]:
