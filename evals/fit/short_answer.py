@@ -12,14 +12,15 @@ Weights(...) is what rag/short_answer.py holds. NQ-open test questions are never
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from evals.dataset import QAItem
 from evals.metrics import best_f1, contains_answer
+from evals.nq import load_nq_open
 from rag.short_answer import FEATURES, WEIGHTS, Kind, Weights, asks_for_short_answer, probability, score_candidates
 from rag.text import sentence_spans
 from rag.types import Chunk
@@ -70,29 +71,18 @@ def squad_examples(path: Path) -> Iterator[Example]:
                     yield example
 
 
-def nq_dev_rows(path: Path, *, seed: int = 0) -> list[dict[str, object]]:
-    """The NQ-open dev half, by the rule of evals.nq.load_nq_open (use that once both are merged).
-
-    Distinct questions (whitespace folded; the first occurrence's row, ordered as load_nq_open orders them),
-    shuffled by Random(f"nq-open-split-{seed}"); dev is the first (n + 1) // 2.
-    """
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    keyed = [(" ".join(str(row["question"]).split()), row) for row in rows]
-    distinct = list({q: row for q, row in reversed(keyed)}.values())[::-1]
-    order = list(range(len(distinct)))
-    random.Random(f"nq-open-split-{seed}").shuffle(order)
-    return [distinct[i] for i in sorted(order[: (len(distinct) + 1) // 2])]
+def nq_dev_items(path: Path, *, seed: int = 0) -> list[QAItem]:
+    """The NQ-open dev half (every passage kept, so every question answerable) that asks for a short answer."""
+    items = load_nq_open(path, split="dev", withhold=0.0, seed=seed).items
+    return [item for item in items if asks_for_short_answer(item.question)]
 
 
 def nq_examples(path: Path, *, seed: int = 0) -> Iterator[Example]:
     """NQ-open dev-half questions that ask for a short answer, with their gold passage's answer sentence."""
-    for row in nq_dev_rows(path, seed=seed):
-        question, answers = str(row["question"]), [str(a) for a in row["answers"]]  # type: ignore[attr-defined]
-        if asks_for_short_answer(question):
-            example = _example(question, answers, str(row["ctxs"][0]["text"]), None, "nq")  # type: ignore[index]
-            if example:
-                yield example
+    for item in nq_dev_items(path, seed=seed):
+        example = _example(item.question, item.answers, item.evidence[0], None, "nq")
+        if example:
+            yield example
 
 
 def kind_of(example: Example) -> Kind:
@@ -168,12 +158,12 @@ def end_to_end(home: Path, nq: Path, *, seed: int, sample: int | None) -> dict[s
     from rag.short_answer import find_short_answer
 
     assistant = Assistant(Settings(home=home))
-    rows = [r for r in nq_dev_rows(nq, seed=seed) if asks_for_short_answer(str(r["question"]))]
-    rows = random.Random(seed).sample(rows, sample) if sample and sample < len(rows) else rows
+    items = nq_dev_items(nq, seed=seed)
+    items = random.Random(seed).sample(items, sample) if sample and sample < len(items) else items
     f1 = em = given = hit = 0.0
     step_ms = []
-    for row in rows:
-        question, answers = str(row["question"]), [str(a) for a in row["answers"]]  # type: ignore[attr-defined]
+    for item in items:
+        question, answers = item.question, item.answers
         answer = assistant.ask(question)
         hit += float(contains_answer(answer.text, answers))
         started = time.perf_counter()
@@ -183,9 +173,9 @@ def end_to_end(home: Path, nq: Path, *, seed: int, sample: int | None) -> dict[s
             given += 1
             score = best_f1(answer.short_answer.text, answers)
             f1, em = f1 + score, em + float(score == 1.0)
-    n = max(len(rows), 1)
+    n = max(len(items), 1)
     return {
-        "questions": len(rows),
+        "questions": len(items),
         "short_answer_f1": round(f1 / n, 3),
         "short_answer_em": round(em / n, 3),
         "with_short_answer": round(given / n, 3),
