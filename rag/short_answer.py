@@ -2,6 +2,13 @@
 
 Candidates come from rules (capitalised name spans, numbers with their scale, dates and years); a small logistic
 model, fitted by `python -m evals.fit short_answer`, scores each one on how it fits the question.
+
+Measured against spaCy's en_core_web_sm 3.8.0 entities on the same NQ-open dev check half (given the gold sentence):
+its type-matched entities reach a best-possible F1 of 0.791 (these rules: 0.836), picking the entity nearest the
+question's words scores 0.524 (this model: 0.629), and it costs a 12 MB model, seconds of loading and milliseconds
+a sentence where this step takes about 0.3 ms a question. End to end on the NQ-open dev half (997 questions, every
+passage indexed), `Assistant.ask` gives short-answer F1 0.294 / EM 0.244: the chosen sentences hold the gold
+answer for only 0.528 of the questions.
 """
 
 from __future__ import annotations
