@@ -160,8 +160,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def format_answer(answer: Answer) -> str:
-    """The answer, then its numbered sources with their quotes."""
+    """The answer, its short answer in bold (typer.echo drops the bold off a terminal), then the sources."""
     lines = [answer.text]
+    if answer.short_answer:
+        lines += ["", f"Short answer: {typer.style(answer.short_answer.text, bold=True)} [{answer.short_answer.n}]"]
     if answer.notice:
         lines += ["", f"note: {answer.notice}"]
     if answer.llm_error:
