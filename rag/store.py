@@ -54,6 +54,7 @@ SQL_BATCH = 500
 
 # A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
 # ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
+# Measured: on a 3 MB tmpfs, Chroma's upserts failed with 0.45 MB still free.
 LOW_ROOM_BYTES = 16 * 2**20
 OUT_OF_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -244,7 +245,12 @@ class Store:
 
     def translate_errors(self) -> Any:
         """A context manager for one-line errors: StoreUnavailable for a server's connection, StoreFull for no room."""
-        return _StoreErrors(self.settings.chroma_url, self.settings.home)
+        return _StoreErrors(self)
+
+    def forget_collections(self) -> None:
+        """Drop the cached collection handles, so that the next use looks the collections up (or creates them) again."""
+        for name in ("collection", "sentences", "vectorstore"):
+            self.__dict__.pop(name, None)
 
     def count(self) -> int:
         """Chunks in the collection."""
@@ -384,11 +390,10 @@ class Store:
 
 
 class _StoreErrors:
-    """Turn a Chroma server's connection failures into StoreUnavailable, and a full disk under home into StoreFull."""
+    """One-line errors: StoreUnavailable for a lost server, StoreFull for no room, RagError for a lost collection."""
 
-    def __init__(self, url: str | None, home: Path) -> None:
-        self.url = url
-        self.home = home
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def __enter__(self) -> None:
         return None
@@ -397,14 +402,23 @@ class _StoreErrors:
         if exc is None or isinstance(exc, RagError) or not isinstance(exc, Exception):
             return
         import httpx
+        from chromadb.errors import NotFoundError
 
-        if self.url is not None and isinstance(exc, httpx.TransportError | ConnectionError):
-            raise StoreUnavailable(self.url, one_line(exc)) from exc
+        url, home = self.store.settings.chroma_url, self.store.settings.home
+        if url is not None and isinstance(exc, httpx.TransportError | ConnectionError):
+            raise StoreUnavailable(url, one_line(exc)) from exc
+        if isinstance(exc, NotFoundError):
+            # The server was reset or another client deleted the collection: our cached handle names a dead id.
+            self.store.forget_collections()
+            raise RagError(
+                f"collection {self.store.settings.collection} is gone from {self.store.location} ({one_line(exc)}); "
+                "the next request starts a new, empty one"
+            ) from exc
         # Embedded Chroma, the record manager and the document texts all live under home.
-        if is_out_of_room(exc, self.home):
-            raise StoreFull(str(self.home.resolve()), room_left(self.home), one_line(exc)) from exc
-        if self.url is not None and isinstance(exc, OSError):
-            raise StoreUnavailable(self.url, one_line(exc)) from exc
+        if is_out_of_room(exc, home):
+            raise StoreFull(str(home.resolve()), room_left(home), one_line(exc)) from exc
+        if url is not None and isinstance(exc, OSError):
+            raise StoreUnavailable(url, one_line(exc)) from exc
 
 
 _sound_files: set[Path] = set()  # SQLite files checked (or replaced) by this process

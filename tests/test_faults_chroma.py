@@ -169,3 +169,13 @@ def test_server_killed_mid_chat_then_back(tmp_path: Path, server: ChromaServer, 
     for citation in answer.citations:
         document = assistant.document(citation.source)
         assert document is not None and document.text[citation.start : citation.end] == citation.quote
+
+    # A server that comes back empty (its data lost): the cached collection handle is dropped, not reused forever.
+    server.kill()
+    shutil.rmtree(server.data)
+    server.start()
+    gone = ask(turns)[-1].error
+    assert gone is not None and "is gone from" in gone and "\n" not in gone
+    after = ask(turns)[-1]
+    assert after.error is None or "is gone" not in after.error, "the next request uses a fresh handle"
+    assert assistant.store.count() == 0
