@@ -452,7 +452,7 @@ def extract_answer(
 
     chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
-    # rag.short_answer (issue 11 §3) attaches Extraction.short_answer here, from the chosen citations.
+    # Assistant.short_answer attaches the short answer (rag.short_answer) once the citations are verified.
     return Extraction(answer_text(status, citations), citations, status, relevance, abstain_threshold, signals)
 
 
