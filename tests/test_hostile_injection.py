@@ -95,7 +95,8 @@ def test_a_model_that_obeys_the_injection_is_not_verified(
         assert server.requests == 1  # the model was asked, and its answer was checked and refused
     assert answer.mode == "extractive" and answer.notice == NOTICE_UNVERIFIED, answer.text
     assert "PWNED" in answer.debug["rejected_llm_answer"]
-    assert "PWNED" not in answer.text
+    # The extractive fallback may quote the memo's own line (document text, its fake marker neutralised as ［3］),
+    # but never says anything of its own: every part of the text is a verified quote with its marker.
     assert_only_quotes(answer, assistant)
 
 

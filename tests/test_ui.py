@@ -204,11 +204,15 @@ def test_inspector_lists_ranks_scores_and_cited() -> None:
     assert "Evidence:" not in html  # no extractive confidence in this answer's debug
 
 
-def test_inspector_shows_confidence_against_the_threshold() -> None:
+def test_inspector_shows_relevance_and_confidence_against_their_thresholds() -> None:
     debug = {"confidence": 0.31, "threshold": 0.39, "semantic": 0.52, "coverage": 0.4, "type_ok": 0.0}
     html = render.inspector_html("what?", make_answer(status="abstained", debug=debug))
-    assert "confidence 0.31 against threshold 0.39 (RAG_ABSTAIN_THRESHOLD): abstained" in html
+    assert "relevance 0.31 against 0.39 (RAG_ABSTAIN_THRESHOLD): abstained" in html
     assert "best sentence cosine 0.52, key terms covered 40%, answer type missing" in html
+    graded = debug | {"confidence": 0.6, "answer_confidence": 0.7, "answer_threshold": 0.88}
+    html = render.inspector_html("what?", make_answer(status="uncertain", debug=graded))
+    assert "relevance 0.60 against 0.39 (RAG_ABSTAIN_THRESHOLD), confidence 0.70 against 0.88" in html
+    assert "(RAG_ANSWER_THRESHOLD): uncertain" in html
 
 
 def test_documents_table_and_badge() -> None:

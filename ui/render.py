@@ -181,19 +181,22 @@ def fmt(value: float | int | None, digits: int = 3) -> str:
 
 
 def evidence_html(answer: Answer) -> str:
-    """The extractive confidence against the abstention threshold, and the signals it is made of."""
-    confidence, threshold = answer.debug.get("confidence"), answer.debug.get("threshold")
-    if confidence is None or threshold is None:
+    """The extractive relevance and confidence against their thresholds, the status they gave, and the signals."""
+    relevance, abstain_at = answer.debug.get("confidence"), answer.debug.get("threshold")
+    if relevance is None or abstain_at is None:
         return ""
-    verdict = "abstained" if answer.abstained else "answered"
+    graded = ""
+    confidence, answer_at = answer.debug.get("answer_confidence"), answer.debug.get("answer_threshold")
+    if confidence is not None and answer_at is not None:
+        graded = f", confidence {confidence:.2f} against {answer_at:.2f} (RAG_ANSWER_THRESHOLD)"
     signals = (
         f"best sentence cosine {fmt(answer.debug.get('semantic'), 2)}, "
         f"key terms covered {answer.debug.get('coverage', 0.0):.0%}, "
         f"answer type {'found' if answer.debug.get('type_ok', 1.0) else 'missing'}"
     )
     return (
-        f'<div class="evidence"><b>Evidence:</b> confidence {confidence:.2f} against threshold {threshold:.2f} '
-        f"(RAG_ABSTAIN_THRESHOLD): {verdict} · {escape(signals)}</div>"
+        f'<div class="evidence"><b>Evidence:</b> relevance {relevance:.2f} against {abstain_at:.2f} '
+        f"(RAG_ABSTAIN_THRESHOLD){graded}: {escape(answer.status)} · {escape(signals)}</div>"
     )
 
 

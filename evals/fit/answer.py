@@ -283,6 +283,11 @@ def fit_confidence(outcomes: Sequence[Outcome], label: str) -> tuple[float, ...]
     label "gold" fits the confidence model, "answerable" the relevance model.
     """
     scored = [o for o in outcomes if o.evidence is not None]
+    if label == "answerable":
+        # SQuAD 2.0's unanswerable questions were written against their own paragraph to look answerable: the
+        # documents are relevant, just silent. Abstention means "nothing relevant", so they don't teach it (they
+        # teach the confidence model instead, as questions whose chosen sentences hold no gold answer).
+        scored = [o for o in scored if o.record.item.answerable or o.record.dataset in REAL_QUESTIONS]
     x = np.vstack([o.evidence.features for o in scored if o.evidence is not None])
     y = np.asarray([float(o.gold if label == "gold" else o.record.item.answerable) for o in scored])
     beta = fit_logistic(x, y, np.ones(len(scored)))
