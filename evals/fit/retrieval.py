@@ -6,7 +6,7 @@ SQuAD 2.0 sample of another seed than the benchmark's (seed 0); the report shows
 the seed-0 sample as the held-out check, with LangChain's ensemble ranking the same questions.
 
     RAG_HOME=... python -m evals.fit retrieval --rtqa ../shared/data/realtimeqa-2022/rtqa.jsonl
-        --squad ../shared/data/squad2-dev/dev-v2.0.json [--nq nq-dev.jsonl --nq-collection nq-open] [--fit]
+        --squad ../shared/data/squad2-dev/dev-v2.0.json [--nq nq-dev.jsonl --nq-home HOME] [--fit]
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--squad-sample", type=int, default=500)
     parser.add_argument("--fit-seed", type=int, default=1, help="SQuAD sample to fit on (never 0, the benchmark's)")
     parser.add_argument("--nq", type=Path, help="NQ-open dev questions as JSONL (answerable ones are scored)")
-    parser.add_argument("--nq-collection", default="nq-open")
+    parser.add_argument("--nq-collection", default="nq-open-w20-s0")
+    parser.add_argument("--nq-home", type=Path, help="RAG_HOME of the NQ-open collection (default: RAG_HOME)")
     parser.add_argument("--fit", action="store_true", help="grid-search RerankWeights on the dev sets")
     parser.add_argument("--no-baseline", action="store_true", help="skip LangChain's ensemble")
     args = parser.parse_args(list(argv))
@@ -193,7 +194,7 @@ def main(argv: Sequence[str]) -> None:
                 (f"squad2 {args.squad_sample}/seed {seed}" + (" (fit)" if seed else " (benchmark)"), scored, None)
             )
     if args.nq:
-        settings = base.model_copy(update={"collection": args.nq_collection})
+        settings = base.model_copy(update={"collection": args.nq_collection, "home": args.nq_home or base.home})
         items = [i for i in load_jsonl(args.nq) if i.answerable]
         held.append(("nq-open dev", score_questions(settings, items, answer_gold, baseline=baseline), None))
     weights = RerankWeights()
