@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 Method = Literal["hybrid", "bm25", "vector"]
 Ranking = list[tuple[Chunk, float]]
+Features = tuple[float, float, float]
+"""A candidate's re-ranking evidence: (BM25 / best BM25, best sentence cosine, best cosine + term coverage)."""
 # Sentences fetched per wanted chunk: a good chunk usually has several sentences near the query.
 SENTENCES_PER_CHUNK = 4
 
@@ -41,6 +43,11 @@ class RerankWeights:
     bm25: float = 1.0
     sentence: float = 1.65
     joint: float = 0.6
+
+    def score(self, features: Features) -> float:
+        """The weighted sum of a candidate's (bm25, sentence, joint) evidence."""
+        bm25, sentence, joint = features
+        return self.bm25 * bm25 + self.sentence * sentence + self.joint * joint
 
 
 def chroma_where(where: dict[str, str] | None) -> dict[str, Any] | None:
@@ -127,22 +134,30 @@ class HybridSearch:
             scored.append(candidate.model_copy(update={"sentence_scores": sentence_scores}))
         return scored
 
-    def rerank(
-        self, query: str, candidates: list[Candidate], weights: RerankWeights = RerankWeights()
-    ) -> list[Candidate]:
-        """Order candidates by BM25 and their best sentences (see RerankWeights)."""
+    def rerank_features(self, query: str, candidates: list[Candidate]) -> list[tuple[Candidate, Features]]:
+        """Each candidate (with its sentence scores) and the evidence RerankWeights weighs (see there)."""
         idf = term_weights(tokenize(query, drop=QUERY_STOPWORDS), self.bm25())
         top_bm25 = max((c.bm25_score or 0.0 for c in candidates), default=0.0) or 1.0
-        scored = []
+        out = []
         for candidate in self.score_sentences(candidates, self.query_vector(query)):
-            score = weights.bm25 * (candidate.bm25_score or 0.0) / top_bm25
+            best = joint = 0.0
             if candidate.sentence_scores:
                 spans = tuple((start, end) for start, end, _ in candidate.sentence_scores)
                 terms = sentence_terms(candidate.chunk.text, spans)
                 cosines = [cosine for *_, cosine in candidate.sentence_scores]
+                best = max(cosines)
                 joint = max(cosine + coverage(idf, held) for cosine, held in zip(cosines, terms, strict=True))
-                score += weights.sentence * max(cosines) + weights.joint * joint
-            scored.append(candidate.model_copy(update={"rerank_score": score}))
+            out.append((candidate, ((candidate.bm25_score or 0.0) / top_bm25, best, joint)))
+        return out
+
+    def rerank(
+        self, query: str, candidates: list[Candidate], weights: RerankWeights = RerankWeights()
+    ) -> list[Candidate]:
+        """Order candidates by BM25 and their best sentences (see RerankWeights)."""
+        scored = [
+            candidate.model_copy(update={"rerank_score": weights.score(features)})
+            for candidate, features in self.rerank_features(query, candidates)
+        ]
         ranked = sorted(scored, key=lambda c: -(c.rerank_score or 0.0))
         return [c.model_copy(update={"rank": rank}) for rank, c in enumerate(ranked, start=1)]
 

@@ -62,7 +62,12 @@ class Settings(BaseSettings):
 
     # Retrieval
     k: int = Field(default=5, ge=1, le=100, description="Chunks handed to the answer step.")
-    candidates: int = Field(default=30, ge=1, description="Candidates each retriever contributes before fusion.")
+    candidates: int = Field(
+        default=100,
+        ge=1,
+        description="Candidates each retriever contributes before fusion; the re-ranker orders the best this many "
+        "fused ones (100: news needs the depth, see BENCHMARKS.md).",
+    )
     bm25_weight: float = Field(default=1.0, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
     vector_weight: float = Field(
         default=0.5, ge=0, description="Weight of the vector ranking in reciprocal rank fusion."

@@ -8,7 +8,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from ingest import ingest_paths, remove_source
 from rag.assistant import Assistant
-from rag.retrieve import fuse
+from rag.retrieve import RerankWeights, fuse
 from rag.settings import Settings
 from rag.text import sentence_spans
 from rag.types import Chunk
@@ -138,3 +138,16 @@ def test_rerank_can_be_turned_off(seeded_home: Path, embeddings):
     found = plain.retrieve("Who pledged $300 million?", k=3)
     assert [c.fused_rank for c in found] == [1, 2, 3]
     assert all(c.rerank_score is None for c in found)
+
+
+def test_rerank_orders_by_the_weighted_features_the_fit_sees(seeded_assistant: Assistant):
+    question = "How many additional police officers did Kenya send to Haiti?"
+    search = seeded_assistant.search
+    fused = search.search(question, k=10, method="bm25")
+    features = dict((c.chunk.id, f) for c, f in search.rerank_features(question, fused))
+    assert all(0.0 <= bm25 <= 1.0 for bm25, _, _ in features.values())
+    weights = RerankWeights(bm25=1.0, sentence=0.0, joint=2.0)
+    ranked = search.rerank(question, fused, weights)
+    assert [c.rank for c in ranked] == list(range(1, len(ranked) + 1))
+    for c in ranked:
+        assert c.rerank_score == pytest.approx(features[c.chunk.id][0] + 2.0 * features[c.chunk.id][2])
