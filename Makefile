@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: install browser run test bench lint clean
+.PHONY: install browser run test fuzz bench lint clean
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ run: install
 
 test: install browser
 	$(PY) -m pytest
+
+# The fuzz tests with HYPOTHESIS_PROFILE=deep: 20x the examples `make test` runs, fresh random ones each time
+# (a few minutes). A failure prints the smallest example found and a @reproduce_failure line to replay it.
+fuzz: install
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -m fuzz
 
 bench: install
 	$(PY) -m evals.bench

@@ -51,7 +51,7 @@ def _first_error(exc: ValidationError) -> str:
 def load_jsonl(path: Path) -> list[QAItem]:
     """Read and validate every line before any work is done; DatasetError names the first bad line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): JSON may hold a raw U+2028
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read dataset {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     items: list[QAItem] = []

@@ -6,13 +6,14 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from evals.dataset import QAItem
 from rag.markers import strip_markers
+from rag.text import sentence_spans
 
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 METRIC_KEYS = (
@@ -20,18 +21,33 @@ METRIC_KEYS = (
     "recall@5",
     "recall@10",
     "mrr@10",
+    "answer_recall@1",
+    "answer_recall@5",
+    "answer_ceiling",
     "answer_accuracy",
     "answer_f1",
+    "answer_words",
+    "short_answer_em",
+    "short_answer_f1",
+    "short_answer_rate",
     "citation_validity",
     "citation_support",
     "abstention_recall",
     "false_abstention_rate",
+    "refusal_rate",
+    "answered_share",
+    "answered_precision",
+    "confident_error_rate",
+    "confident_unanswerable_rate",
+    "uncertain_unanswerable_rate",
     "latency_p50_ms",
     "latency_p95_ms",
     "n",
 )
-ANSWER_KEYS = METRIC_KEYS[4:10]
+ANSWER_KEYS = METRIC_KEYS[METRIC_KEYS.index("answer_accuracy") : METRIC_KEYS.index("latency_p50_ms")]
 """The metrics that need answers, not just rankings."""
+LEAD_SENTENCES = (1, 2, 3)
+"""The lead baselines: the first 1, 2 and 3 sentences of the hybrid top chunk, taken as the answer."""
 RANK_DEPTH = 20
 """How deep every ranking is read, so recall@k curves run to k = 20 whatever k the answer step uses."""
 
@@ -60,6 +76,18 @@ def contains_answer(text: str, answers: Sequence[str]) -> bool:
     """True when text contains any gold answer, after normalisation ("270" does not match "2700")."""
     norm = normalize_answer(text)
     return any(contains_phrase(norm, normalize_answer(a)) for a in answers)
+
+
+class AnswerHaystack:
+    """Many texts normalised once, so asking whether a gold answer occurs in any of them is one substring search."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        # A NUL between texts (normalisation leaves none) keeps a phrase from running across two of them.
+        self._joined = " \0 ".join(normalize_answer(t) for t in texts)
+
+    def contains(self, answers: Sequence[str]) -> bool:
+        """True when any gold answer occurs in one of the texts, on word boundaries, as contains_answer."""
+        return any(contains_phrase(self._joined, normalize_answer(a)) for a in answers)
 
 
 def token_f1(prediction: str, gold: str) -> float:
@@ -121,9 +149,32 @@ def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def ratio(value: float | None, base: float | None) -> float | None:
+    """The ratio value ÷ base, or None when either is missing or base is zero."""
+    return value / base if value is not None and base else None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The q-th percentile (linear interpolation), or None for no values."""
     return float(np.percentile(values, q)) if values else None
+
+
+def answer_words(text: str) -> int:
+    """How many words an answer has; [n] citation markers are not words."""
+    return len(strip_markers(text).split())
+
+
+def first_answer_rank(chunk_texts: Sequence[str], answers: Sequence[str]) -> int | None:
+    """The 1-based rank of the first chunk that contains a gold answer, or None."""
+    return next((rank for rank, text in enumerate(chunk_texts, start=1) if contains_answer(text, answers)), None)
+
+
+def short_answer_scores(short_answer: str | None, answers: Sequence[str]) -> tuple[float, float]:
+    """(exact match, token F1) of a short answer against the gold answers; no short answer scores (0, 0)."""
+    if short_answer is None:
+        return 0.0, 0.0
+    norm = normalize_answer(short_answer)
+    return float(any(norm == normalize_answer(a) for a in answers)), best_f1(short_answer, answers)
 
 
 def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_answers: bool) -> dict[str, Any]:
@@ -135,23 +186,42 @@ def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_an
     answerable = [q for q in per_question if q["answerable"]]
     unanswerable = [q for q in per_question if not q["answerable"]]
     ranks = [q["hit_rank"][retriever] for q in answerable]
+    answer_ranks = [q["answer_rank"][retriever] for q in answerable]
+    ceiling = [q["in_collection"] for q in answerable if q.get("in_collection") is not None]
     metrics: dict[str, Any] = {
         "recall@1": recall_at(ranks, 1),
         "recall@5": recall_at(ranks, 5),
         "recall@10": recall_at(ranks, 10),
         "mrr@10": mrr_at(ranks, 10),
+        "answer_recall@1": recall_at(answer_ranks, 1),
+        "answer_recall@5": recall_at(answer_ranks, 5),
+        # None when the run did not read the collection's chunks (hand-made rows).
+        "answer_ceiling": share(ceiling) if len(ceiling) == len(answerable) else None,
     }
     if with_answers:
-        answered = [q for q in answerable if not q["abstained"]]
+        replied = [q for q in answerable if not q["abstained"]]
+        answered = [q for q in answerable if q["status"] == "answered"]
         citations = sum(q["citations"] for q in per_question)
         latencies = [q["latency_ms"] for q in per_question]
+        refusal = share([q["abstained"] for q in answerable])
         metrics |= {
+            # Answered or uncertain: either way the user reads the text, so the gold answer counts if it is there.
             "answer_accuracy": share([q["correct"] for q in answerable]),
             "answer_f1": mean([q["f1"] for q in answerable]),
+            "answer_words": mean([q["words"] for q in replied]),
+            "short_answer_em": mean([q["short_em"] for q in answerable]),
+            "short_answer_f1": mean([q["short_f1"] for q in answerable]),
+            "short_answer_rate": share([q["short_answer"] is not None for q in answerable]),
             "citation_validity": sum(q["valid_citations"] for q in per_question) / citations if citations else None,
-            "citation_support": share([q["supported"] for q in answered]),
+            "citation_support": share([q["supported"] for q in replied]),
             "abstention_recall": share([q["abstained"] for q in unanswerable]),
-            "false_abstention_rate": share([q["abstained"] for q in answerable]),
+            "false_abstention_rate": refusal,
+            "refusal_rate": refusal,
+            "answered_share": share([q["status"] == "answered" for q in answerable]),
+            "answered_precision": share([q["correct"] for q in answered]),
+            "confident_error_rate": share([q["status"] == "answered" and not q["correct"] for q in answerable]),
+            "confident_unanswerable_rate": share([q["status"] == "answered" for q in unanswerable]),
+            "uncertain_unanswerable_rate": share([q["status"] == "uncertain" for q in unanswerable]),
         }
     else:
         latencies = [q["retrieve_ms"][retriever] for q in per_question]
@@ -162,6 +232,32 @@ def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_an
         "n": len(per_question),
     }
     return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def lead_answer(chunk_text: str, sentences: int) -> str:
+    """The first `sentences` sentences of a chunk, as the lead baseline answers."""
+    spans = sentence_spans(chunk_text)[:sentences]
+    return chunk_text[spans[0][0] : spans[-1][1]] if spans else ""
+
+
+def lead_name(sentences: int) -> str:
+    """The row name of a lead baseline."""
+    return f"lead-{sentences}"
+
+
+def summarize_lead(per_question: Sequence[dict[str, Any]], sentences: int) -> dict[str, Any]:
+    """A lead baseline's row: its gold-in-answer rate, F1 and length over the answerable questions.
+
+    It always answers, so the abstention, citation and status metrics do not apply and stay None.
+    """
+    leads = [q["lead"][lead_name(sentences)] for q in per_question if q["answerable"]]
+    metrics = dict.fromkeys(METRIC_KEYS) | {
+        "answer_accuracy": share([lead["correct"] for lead in leads]),
+        "answer_f1": mean([lead["f1"] for lead in leads]),
+        "answer_words": mean([lead["words"] for lead in leads]),
+        "n": len(per_question),
+    }
+    return metrics
 
 
 def confidences(per_question: Sequence[dict[str, Any]]) -> tuple[list[float], list[float]]:

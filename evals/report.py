@@ -21,22 +21,49 @@ def format_value(value: Any, key: str = "") -> str:
     return f"{value:.1f}" if key.endswith("_ms") else f"{value:.3f}"
 
 
+def rows(run: EvalRun) -> dict[str, dict[str, Any]]:
+    """Every row of the run: each retriever, then the lead baselines of a --compare run."""
+    return {name: run.metrics(name) for name in run.retrievers} | run.baselines()
+
+
 def metrics_table(run: EvalRun) -> str:
-    """One Markdown row per retriever, one column per metric."""
-    rows = ["| retriever | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
-    for name in run.retrievers:
-        metrics = run.metrics(name)
-        rows.append(f"| {name} | " + " | ".join(format_value(metrics[key], key) for key in METRIC_KEYS) + " |")
-    return "\n".join(rows)
+    """One Markdown row per retriever and lead baseline, one column per metric."""
+    lines = ["| row | " + " | ".join(METRIC_KEYS) + " |", "|---" * (len(METRIC_KEYS) + 1) + "|"]
+    for name, metrics in rows(run).items():
+        lines.append(f"| {name} | " + " | ".join(format_value(metrics[key], key) for key in METRIC_KEYS) + " |")
+    return "\n".join(lines)
+
+
+def ratio_cell(value: float | None) -> str:
+    """A ratio as a table cell (×), missing as a dash."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def comparison_lines(run: EvalRun) -> list[str]:
+    """One line each for the ceiling and the lead baselines, ours relative to them."""
+    lines = []
+    if (ceiling := run.ceiling()) is not None:
+        lines.append(
+            f"ceiling: a gold answer is somewhere in the collection for {ceiling['answer_ceiling']:.3f} of the "
+            f"answerable questions; answer_recall@5 is {ratio_cell(ceiling['answer_recall@5_of_ceiling'])} and "
+            f"answer_accuracy {ratio_cell(ceiling['answer_accuracy_of_ceiling'])} of it"
+        )
+    for name, ratios in run.baseline_ratios().items():
+        lines.append(
+            f"vs {name}: answer_accuracy {ratio_cell(ratios['answer_accuracy'])}, "
+            f"answer_words {ratio_cell(ratios['answer_words'])} (ours ÷ {name})"
+        )
+    return lines
 
 
 def text_table(run: EvalRun) -> str:
-    """The metrics for the terminal: one row per metric, one column per retriever."""
-    columns = {name: run.metrics(name) for name in run.retrievers}
+    """The metrics for the terminal: one row per metric, one column per retriever and lead baseline."""
+    columns = rows(run)
     width = max(len(name) for name in columns) + 2
-    lines = ["metric".ljust(24) + "".join(name.rjust(width) for name in columns)]
+    lines = ["metric".ljust(28) + "".join(name.rjust(width) for name in columns)]
     for key in METRIC_KEYS:
-        lines.append(key.ljust(24) + "".join(format_value(m[key], key).rjust(width) for m in columns.values()))
+        lines.append(key.ljust(28) + "".join(format_value(m[key], key).rjust(width) for m in columns.values()))
+    lines += comparison_lines(run)
     if (abstention := run.abstention()) is not None:
         lines.append(
             f"abstention: confidence AUC {abstention['auc']:.3f} at threshold {abstention['threshold']:.2f} "
@@ -71,16 +98,17 @@ def failures_table(run: EvalRun) -> str:
     if not worst:
         return "No failures."
     primary = run.config["retriever"]
-    rows = ["| id | question | expected | got | hit rank |", "|---|---|---|---|---|"]
+    lines = ["| id | question | expected | status | got | hit rank |", "|---|---|---|---|---|---|"]
     for q in worst:
         question = q["question"] if not q["history"] else f"(after: {q['history'][-1][0]}) {q['question']}"
         expected = " / ".join(q["expected"]) if q["answerable"] else "(abstain)"
-        got = "(abstained)" if q["abstained"] else q["got"]
+        got = "" if q["abstained"] else q["got"]
         rank = q["hit_rank"].get(primary)
-        rows.append(
-            f"| {q['id']} | {cell(question)} | {cell(expected)} | {cell(got)} | {rank if rank is not None else '—'} |"
+        lines.append(
+            f"| {q['id']} | {cell(question)} | {cell(expected)} | {q['status']} | {cell(got)} | "
+            f"{rank if rank is not None else '—'} |"
         )
-    return "\n".join(rows)
+    return "\n".join(lines)
 
 
 def abstention_section(run: EvalRun) -> str:
@@ -104,6 +132,12 @@ def abstention_section(run: EvalRun) -> str:
     )
 
 
+def comparison_section(run: EvalRun) -> str:
+    """Ours against the ceiling and the lead baselines, as ratios measured in this run."""
+    lines = comparison_lines(run)
+    return "\n".join(f"- {line}" for line in lines) if lines else "No ceiling or baselines in this run."
+
+
 def render_markdown(run: EvalRun, *, plots: list[str]) -> str:
     """The whole report.md."""
     config = "\n".join(f"- {key}: `{value}`" for key, value in run.config.items())
@@ -115,7 +149,11 @@ def render_markdown(run: EvalRun, *, plots: list[str]) -> str:
 {metrics_table(run)}
 
 Answer metrics come from `Assistant.ask` (retrieval: {run.config["answers_from"]}); rows without them rank only.
-Their latency is that retriever's ranking time, the answer row's is the whole `ask`.
+Their latency is that retriever's ranking time, the answer row's is the whole `ask`. The lead-k rows answer with
+the first k sentences of the {run.config["answers_from"]} top chunk. `answer_recall@k`: a gold answer is in the top
+k chunks; `answer_ceiling`: a gold answer is anywhere in the collection.
+
+{comparison_section(run)}
 
 ## Abstention
 

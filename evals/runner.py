@@ -9,18 +9,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.dataset import Paragraph, QAItem, load_jsonl, load_squad2
+from evals.dataset import QAItem, load_jsonl, load_squad2
 from evals.metrics import (
+    LEAD_SENTENCES,
     RANK_DEPTH,
+    AnswerHaystack,
     abstention_auc,
     abstention_tradeoff,
+    answer_words,
     best_f1,
     contains_answer,
+    first_answer_rank,
     first_hit_rank,
     is_hit,
+    lead_answer,
+    lead_name,
+    ratio,
+    short_answer_scores,
     summarize,
+    summarize_lead,
 )
-from evals.squad import SQUAD_COLLECTION, ensure_indexed
+from evals.nq import DEFAULT_WITHHOLD, NQ_FORMAT, load_nq_open, nq_collection
+from evals.squad import SQUAD_COLLECTION, TextFile, ensure_indexed
 from rag.types import IndexNotFound, RagError
 
 if TYPE_CHECKING:
@@ -35,35 +45,60 @@ TRADEOFF_STEPS = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
 
 Search = Callable[[str], Sequence["Chunk"]]
 Progress = Callable[[int, int], None]
-FORMATS = ("jsonl", "squad2")
+FORMATS = ("jsonl", "squad2", NQ_FORMAT)
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated questions, plus the documents to index first when the dataset brings its own (SQuAD)."""
+    """Validated questions, plus the documents to index first when the dataset brings its own (SQuAD, NQ-open)."""
 
     name: str
     format: str
     items: list[QAItem]
-    paragraphs: list[Paragraph] | None = None
+    paragraphs: Sequence[TextFile] | None = None
     default_collection: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def load_dataset(path: Path, *, fmt: str = "jsonl", sample: int | None = None, seed: int = 0) -> Dataset:
-    """Read and validate a whole dataset before any work starts; DatasetError says what is wrong where."""
+def load_dataset(
+    path: Path,
+    *,
+    fmt: str = "jsonl",
+    sample: int | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    withhold: float | None = None,
+) -> Dataset:
+    """Read and validate a whole dataset before any work starts; DatasetError says what is wrong where.
+
+    `split` and `withhold` belong to NQ-open (defaults: all, 0.2); `seed` drives its split and withheld share
+    as well as the sample.
+    """
     if fmt not in FORMATS:
         raise RagError(f"unknown dataset format '{fmt}' (choose from: {', '.join(FORMATS)})")
     if sample is not None and sample < 1:
         raise RagError("--sample must be at least 1")
+    if fmt != NQ_FORMAT and (split is not None or withhold is not None):
+        raise RagError(f"--split and --withhold apply to --format {NQ_FORMAT} only")
     if fmt == "squad2":
         paragraphs, items = load_squad2(path, sample=sample, seed=seed)
         details = {"format": fmt, "sample": len(items), "seed": seed, "paragraphs": len(paragraphs)}
         return Dataset(path.name, fmt, items, paragraphs, SQUAD_COLLECTION, details)
-    items = load_jsonl(path)
-    if sample is not None and sample < len(items):
-        items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), sample))]
-    return Dataset(path.name, fmt, items, details={"format": fmt})
+    if fmt == NQ_FORMAT:
+        withhold = DEFAULT_WITHHOLD if withhold is None else withhold
+        nq = load_nq_open(path, split=split or "all", withhold=withhold, seed=seed)
+        items, details = _sampled(nq.items, sample, seed), dict(nq.details)
+        if len(items) < len(nq.items):
+            details["sample"] = len(items)
+        return Dataset(path.name, fmt, items, nq.passages, nq_collection(withhold, seed), details)
+    return Dataset(path.name, fmt, _sampled(load_jsonl(path), sample, seed), details={"format": fmt})
+
+
+def _sampled(items: list[QAItem], sample: int | None, seed: int) -> list[QAItem]:
+    """A seeded sample of the items, in their original order (all of them when sample is None or larger)."""
+    if sample is None or sample >= len(items):
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), sample))]
 
 
 def prepare_collection(dataset: Dataset, assistant: Assistant, *, progress: Progress | None = None) -> None:
@@ -106,23 +141,49 @@ def check_citations(assistant: Assistant, answer: Answer) -> tuple[int, list[Chu
     return valid, list(chunks.values())
 
 
-def score_question(assistant: Assistant, item: QAItem, searchers: dict[str, Search]) -> dict[str, Any]:
-    """Ask one question, rank with every retriever, and record what the metrics need."""
+def lead_baselines(top_chunk: str, item: QAItem) -> dict[str, dict[str, Any]]:
+    """What each lead baseline answers from the hybrid top chunk: gold in it, F1, words (None when unanswerable)."""
+    leads = {}
+    for sentences in LEAD_SENTENCES:
+        text = lead_answer(top_chunk, sentences)
+        leads[lead_name(sentences)] = {
+            "correct": contains_answer(text, item.answers) if item.answerable else None,
+            "f1": best_f1(text, item.answers) if item.answerable else None,
+            "words": answer_words(text),
+        }
+    return leads
+
+
+def score_question(
+    assistant: Assistant, item: QAItem, searchers: dict[str, Search], haystack: AnswerHaystack | None = None
+) -> dict[str, Any]:
+    """Ask one question, rank with every retriever, and record what the metrics need.
+
+    `haystack` holds every chunk of the collection, for the ceiling: is a gold answer anywhere in it?
+    """
     started = time.perf_counter()
     answer = assistant.ask(item.question, history=list(item.history))
     latency_ms = (time.perf_counter() - started) * 1000
     # Follow-ups are ranked with the assistant's condensed query, so every retriever sees the same query.
     query = answer.condensed_query or item.question
     hit_rank: dict[str, int | None] = {}
+    answer_rank: dict[str, int | None] = {}
     retrieve_ms: dict[str, float] = {}
+    leads: dict[str, dict[str, Any]] | None = None
     for name, search in searchers.items():
         started = time.perf_counter()
         ranking = search(query)
         retrieve_ms[name] = round((time.perf_counter() - started) * 1000, 2)
-        hit_rank[name] = first_hit_rank([c.text for c in ranking], item) if item.answerable else None
+        texts = [c.text for c in ranking]
+        hit_rank[name] = first_hit_rank(texts, item) if item.answerable else None
+        answer_rank[name] = first_answer_rank(texts, item.answers) if item.answerable else None
+        if name == ANSWER_RETRIEVER:
+            leads = lead_baselines(texts[0] if texts else "", item)
     valid, cited = check_citations(assistant, answer)
     answered = not answer.abstained
     supported = answered and any(is_hit(c.text, item) or contains_answer(c.text, item.answers) for c in cited)
+    short = answer.short_answer.text if answer.short_answer is not None and answered else None
+    short_em, short_f1 = short_answer_scores(short, item.answers) if item.answerable else (None, None)
     return {
         "id": item.id,
         "question": item.question,
@@ -130,14 +191,22 @@ def score_question(assistant: Assistant, item: QAItem, searchers: dict[str, Sear
         "answerable": item.answerable,
         "expected": list(item.answers),
         "got": answer.text,
+        "status": answer.status,
         "abstained": answer.abstained,
         "abstain_reason": answer.abstain_reason,
+        "short_answer": short,
         "correct": (answered and contains_answer(answer.text, item.answers)) if item.answerable else None,
         "f1": (best_f1(answer.text, item.answers) if answered else 0.0) if item.answerable else None,
+        "words": answer_words(answer.text) if answered else None,
+        "short_em": short_em,
+        "short_f1": short_f1,
         "citations": len(answer.citations),
         "valid_citations": valid,
         "supported": supported if item.answerable and answered else None,
         "hit_rank": hit_rank,
+        "answer_rank": answer_rank,
+        "in_collection": haystack.contains(item.answers) if haystack is not None and item.answerable else None,
+        "lead": leads,
         "latency_ms": round(latency_ms, 2),
         "retrieve_ms": retrieve_ms,
         "condensed_query": query,
@@ -165,6 +234,36 @@ class EvalRun:
         with_answers = retriever == self.config["retriever"] or retriever == ANSWER_RETRIEVER
         return summarize(self.per_question, retriever, with_answers=with_answers)
 
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """The lead baselines' rows, in a --compare run (they answer from the hybrid ranking)."""
+        if len(self.retrievers) < 2 or not self.per_question or self.per_question[0]["lead"] is None:
+            return {}
+        return {lead_name(s): summarize_lead(self.per_question, s) for s in LEAD_SENTENCES}
+
+    def baseline_ratios(self) -> dict[str, dict[str, float | None]]:
+        """Ours (the hybrid answer row) ÷ each lead baseline, for answer_accuracy and answer_words."""
+        if not (baselines := self.baselines()):
+            return {}
+        ours = self.metrics(ANSWER_RETRIEVER)
+        return {
+            name: {key: ratio(ours[key], row[key]) for key in ("answer_accuracy", "answer_words")}
+            for name, row in baselines.items()
+        }
+
+    def ceiling(self) -> dict[str, float | None] | None:
+        """The share of answerable questions whose gold answer is anywhere in the collection, and ours relative to it.
+
+        None when the run did not read the collection (or has no answerable questions).
+        """
+        ours = self.metrics(ANSWER_RETRIEVER) if ANSWER_RETRIEVER in self.retrievers else self.metrics()
+        if (ceiling := ours["answer_ceiling"]) is None:
+            return None
+        return {
+            "answer_ceiling": ceiling,
+            "answer_recall@5_of_ceiling": ratio(ours["answer_recall@5"], ceiling),
+            "answer_accuracy_of_ceiling": ratio(ours["answer_accuracy"], ceiling),
+        }
+
     def ranking_metrics(self, retriever: str) -> dict[str, Any]:
         """Retrieval metrics alone, with the retriever's own ranking time as latency (for like-for-like tables)."""
         return summarize(self.per_question, retriever, with_answers=False)
@@ -182,13 +281,19 @@ class EvalRun:
         return {"auc": auc, "threshold": current, "tradeoff": abstention_tradeoff(self.per_question, around)}
 
     def to_json(self) -> dict[str, Any]:
-        """`rag eval --json`: the metrics, per_question and config, plus `compare` and `abstention` when measured.
+        """`rag eval --json`: the metrics, per_question and config, plus what else was measured.
 
-        `compare` appears when several retrievers ran; `abstention` when extractive answers met both kinds of question.
+        `compare`, `baselines` (the lead rows) and `baseline_ratios` appear when several retrievers ran; `ceiling`
+        when the collection was read; `abstention` when extractive answers met both kinds of question.
         """
         out = {**self.metrics(), "per_question": self.per_question, "config": self.config}
         if len(self.retrievers) > 1:
             out["compare"] = {name: self.metrics(name) for name in self.retrievers}
+        if baselines := self.baselines():
+            out["baselines"] = baselines
+            out["baseline_ratios"] = self.baseline_ratios()
+        if (ceiling := self.ceiling()) is not None:
+            out["ceiling"] = ceiling
         if (abstention := self.abstention()) is not None:
             out["abstention"] = abstention
         return out
@@ -224,8 +329,9 @@ def evaluate(
     assistant.ask(items[0].question)
     for search in searchers.values():
         search(items[0].question)
+    haystack = AnswerHaystack(chunk.text for chunk in assistant.store.iter_chunks())
     for done, item in enumerate(items, start=1):
-        run.per_question.append(score_question(assistant, item, searchers))
+        run.per_question.append(score_question(assistant, item, searchers, haystack))
         if progress is not None:
             progress(done, len(items))
     return run

@@ -1,12 +1,10 @@
-"""Index SQuAD paragraphs as documents, once: a second run finds them unchanged and embeds nothing."""
+"""Index a dataset's own passages (SQuAD, NQ-open) as documents, once: a second run finds them unchanged."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from evals.dataset import Paragraph
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ingest.index import Progress
@@ -17,13 +15,29 @@ if TYPE_CHECKING:
 SQUAD_COLLECTION = "squad2-dev"
 
 
+class TextFile(Protocol):
+    """A passage to index as one small file: SQuAD's Paragraph, NQ-open's Passage."""
+
+    @property
+    def file_name(self) -> str:
+        """A stable file name, so a second run finds the same sources."""
+
+    @property
+    def title(self) -> str:
+        """Written as the file's front matter."""
+
+    @property
+    def text(self) -> str:
+        """The passage itself."""
+
+
 def paragraph_folder(settings: Settings) -> Path:
     """Where the paragraph files for the settings' collection are cached, inside RAG_HOME."""
     return settings.home / "evals" / settings.collection
 
 
-def write_paragraphs(paragraphs: Sequence[Paragraph], folder: Path) -> None:
-    """One small text file per paragraph, with the article title as front matter; unchanged files are kept."""
+def write_paragraphs(paragraphs: Sequence[TextFile], folder: Path) -> None:
+    """One small text file per passage, with its title as front matter; unchanged files are kept."""
     folder.mkdir(parents=True, exist_ok=True)
     for para in paragraphs:
         # Titles never hold newlines; a colon is fine because front matter splits on the first one.
@@ -34,7 +48,7 @@ def write_paragraphs(paragraphs: Sequence[Paragraph], folder: Path) -> None:
 
 
 def ensure_indexed(
-    paragraphs: Sequence[Paragraph], *, settings: Settings, store: Store, progress: Progress | None = None
+    paragraphs: Sequence[TextFile], *, settings: Settings, store: Store, progress: Progress | None = None
 ) -> IngestReport:
     """Write and ingest the paragraphs into the settings' collection; the record manager skips what is there."""
     from ingest import ingest_paths

@@ -12,7 +12,8 @@ from ingest.chunk import chunk_document
 from ingest.clean import clean_document
 from ingest.load import find_files, load_file
 from rag.bm25 import index_folder, load_bm25
-from rag.store import DocumentTexts, Store, chunk_to_metadata
+from rag.lock import writing
+from rag.store import MAX_CHROMA_BATCH, DocumentTexts, Store, chunk_to_metadata, move_aside, sqlite_problem
 from rag.types import Chunk, Document, IngestFailure, IngestReport, LoadError
 
 if TYPE_CHECKING:
@@ -30,17 +31,89 @@ Progress = Callable[[int, int], None]
 INDEX_BATCH = 256
 
 
-def make_record_manager(settings: Settings) -> SQLRecordManager:
-    """The persistent record of what is indexed, one namespace per collection and store."""
+def make_record_manager(settings: Settings, store: Store | None = None) -> SQLRecordManager:
+    """The persistent record of what is indexed, one namespace per collection and store.
+
+    A corrupt records.sqlite is moved aside with a one-line warning, and, given the store, this collection's records
+    are rebuilt from its chunks' metadata (chunk id and source are all a record holds), so nothing is re-embedded.
+    """
     from langchain_classic.indexes import SQLRecordManager
 
     settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.home / "records.sqlite"
+    problem = sqlite_problem(path)
+    if problem:
+        aside = move_aside(path)
     where = settings.chroma_url or "embedded"
-    manager = SQLRecordManager(
-        f"chroma/{where}/{settings.collection}", db_url=f"sqlite:///{(settings.home / 'records.sqlite').resolve()}"
-    )
+    manager = SQLRecordManager(f"chroma/{where}/{settings.collection}", db_url=f"sqlite:///{path.resolve()}")
     manager.create_schema()
+    if problem:
+        rebuilt = rebuild_records(manager, store) if store is not None else 0
+        log.warning(
+            "%s is corrupt (%s): moved to %s; rebuilt %d records of collection %s from its chunks",
+            path,
+            problem,
+            aside.name,
+            rebuilt,
+            settings.collection,
+        )
     return manager
+
+
+def rebuild_records(records: SQLRecordManager, store: Store) -> int:
+    """Record every chunk in the collection under its source, as index() would have; returns records written."""
+    keys: list[str] = []
+    groups: list[str | None] = []
+    for chunk in store.iter_chunks():
+        keys.append(chunk.id)
+        groups.append(chunk.source)
+    for i in range(0, len(keys), MAX_CHROMA_BATCH):
+        records.update(keys[i : i + MAX_CHROMA_BATCH], group_ids=groups[i : i + MAX_CHROMA_BATCH])
+    return len(keys)
+
+
+def repair_texts(settings: Settings, *, store: Store, records: SQLRecordManager) -> list[str]:
+    """Reconcile the texts an interrupted ingest staged with the chunks it committed; returns the sources repaired.
+
+    A staged text that fits every chunk of its source becomes current (the run indexed it all, or the document is
+    new). Otherwise the current text is kept, and the chunks that do not fit it (committed from the new text
+    before the interruption) are deleted, records included, so the next ingest of that file adds them again.
+    """
+    texts = DocumentTexts(settings.home, settings.collection)
+    repaired = []
+    for source in texts.staged_sources():
+        chunks = store.chunks_of(source)
+        staged, current = texts.get(source, staged=True), texts.get(source)
+        if staged is not None and all(fits(staged, c) for c in chunks):
+            texts.commit_staged([source])
+        else:
+            misfits = [c.id for c in chunks if current is None or not fits(current, c)]
+            if misfits:
+                store.delete(misfits)
+                records.delete_keys(misfits)
+            texts.drop_staged(source)
+        repaired.append(source)
+    if repaired:
+        store.bump_revision()  # the interrupted run changed the collection and never said so: BM25 must rebuild
+        log.warning(
+            "an interrupted ingest left %d document(s) half-updated; their texts and chunks are consistent again, "
+            "and `rag ingest` of the same files finishes the update",
+            len(repaired),
+        )
+    return repaired
+
+
+def repair_interrupted(settings: Settings, store: Store) -> list[str]:
+    """At start-up (the chat): repair what an interrupted ingest left; cheap when it left nothing."""
+    if not DocumentTexts(settings.home, settings.collection).staged_sources():
+        return []
+    with writing(settings):
+        return repair_texts(settings, store=store, records=make_record_manager(settings, store))
+
+
+def fits(doc: Document, chunk: Chunk) -> bool:
+    """True when the chunk was cut from this text: text[start:end] == chunk.text."""
+    return doc.text[chunk.start : chunk.end] == chunk.text
 
 
 def chunk_key(doc: LCDocument) -> str:
@@ -59,7 +132,14 @@ def to_langchain(chunk: Chunk, ingested_at: str) -> LCDocument:
 
 def read_document(path: Path, settings: Settings) -> tuple[Document, list[Chunk]]:
     """Load, clean and chunk one file; LoadError says why a file is unusable."""
-    doc = clean_document(load_file(path, max_bytes=int(settings.max_file_mb * 2**20)))
+    doc = clean_document(
+        load_file(
+            path,
+            max_bytes=int(settings.max_file_mb * 2**20),
+            timeout_s=settings.parse_timeout_s,
+            memory_mb=settings.parse_memory_mb,
+        )
+    )
     if not doc.text.strip():
         raise LoadError("no text after cleaning (empty or boilerplate only)")
     chunks = chunk_document(doc, max_chars=settings.chunk_chars, overlap_chars=settings.chunk_overlap_chars)
@@ -82,17 +162,26 @@ def ingest_paths(
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest files and folders; bad files are reported and skipped, committed work survives interruption."""
+    with writing(settings):  # embedded: this process becomes the home's owner; and no reader sees a half write
+        return _ingest_paths(paths, settings=settings, store=store, prune=prune, progress=progress)
+
+
+def _ingest_paths(
+    paths: Iterable[Path], *, settings: Settings, store: Store, prune: bool, progress: Progress | None
+) -> IngestReport:
     from langchain_core.indexing import index
 
     paths = [Path(p) for p in paths]
     report = IngestReport()
     texts = DocumentTexts(settings.home, settings.collection)
     ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
-    records = make_record_manager(settings)
+    records = make_record_manager(settings, store)
+    repair_texts(settings, store=store, records=records)
     recorded = recorded_keys(records)
     lc_docs: list[LCDocument] = []
+    changed: list[Document] = []
     loaded: list[Document] = []
-    for path in find_files(paths):
+    for path in find_files(paths, refused=report.failed):
         try:
             doc, chunks = read_document(path.resolve(), settings)
         except LoadError as exc:
@@ -108,11 +197,17 @@ def ingest_paths(
             # costs more than everything else in an unchanged re-run.
             report.unchanged += len(chunks)
             continue
+        changed.append(doc)
         lc_docs.extend(to_langchain(c, ingested_at) for c in chunks)
 
-    if loaded:
-        with store.translate_errors():  # a full disk is one line too
-            texts.put_many(loaded)  # before indexing, so an interrupted run leaves texts for every committed chunk
+    # Texts and chunks must agree (text[start:end] == chunk.text). An unchanged file's text fits its chunks (same
+    # ids, same spans) and is written now. A changed file's new text is staged, and made current only after its
+    # chunks are indexed: until then the current text still fits the old chunks, and an interrupted run leaves
+    # both texts for repair_texts to reconcile with whatever chunks were committed.
+    staged = {d.source for d in changed}
+    with store.translate_errors():  # a full disk is one line too
+        texts.put_many([d for d in loaded if d.source not in staged])
+        texts.stage_many(changed)
     if lc_docs:
         # scoped_full cleans up a changed file's old chunks after all batches, so unchanged chunks of a long
         # file are never deleted and re-embedded between batches (as per-batch "incremental" cleanup would).
@@ -129,6 +224,8 @@ def ingest_paths(
         report.added, report.updated = result["num_added"], result["num_updated"]
         report.unchanged += result["num_skipped"]
         report.deleted = result["num_deleted"]
+    with store.translate_errors():
+        texts.commit_staged([d.source for d in changed])
     if prune:
         report.deleted += prune_missing(paths, settings=settings, store=store, records=records)
     if report.added or report.updated or report.deleted:
@@ -176,11 +273,12 @@ def prune_missing(paths: Sequence[Path], *, settings: Settings, store: Store, re
 
 def remove_source(source: str, *, settings: Settings, store: Store, records: SQLRecordManager | None = None) -> int:
     """Delete one document's chunks everywhere (BM25 included, via the revision); returns chunks deleted."""
-    records = records or make_record_manager(settings)
-    keys = records.list_keys(group_ids=[source])
-    if keys:
-        store.delete(keys)
-        records.delete_keys(keys)
-        store.bump_revision()
-    DocumentTexts(settings.home, settings.collection).delete(source)
-    return len(keys)
+    with writing(settings):
+        records = records or make_record_manager(settings, store)
+        keys = records.list_keys(group_ids=[source])
+        if keys:
+            store.delete(keys)
+            records.delete_keys(keys)
+            store.bump_revision()
+        DocumentTexts(settings.home, settings.collection).delete(source)
+        return len(keys)

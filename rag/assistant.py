@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from rag.embeddings import LocalEmbeddings, make_embeddings
 from rag.llm import describe_llm, make_llm
 from rag.markers import cite
 from rag.overview import is_corpus_question, overview_answer
+from rag.prompts import ABSTAIN, STALE_CITATIONS
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
 from rag.store import DocumentTexts, Store
@@ -190,21 +192,20 @@ class Assistant:
         ]
 
     def verified(self, extraction: Extraction, chunks: dict[str, Chunk]) -> Extraction:
-        """Drop any citation whose quote is not exactly the source text at its offsets, renumbering the rest."""
+        """Drop any citation whose quote is not exactly the source text at its offsets, renumbering the rest.
+
+        When none survives, the answer becomes an abstention that says why: quoting text we cannot point to would
+        be a citation in name only.
+        """
         kept = [c for c in extraction.citations if verify_citation(c, chunks[c.chunk_id], self.document_text(c.source))]
         if len(kept) == len(extraction.citations):
             return extraction
+        if not kept:
+            return replace(
+                extraction, text=ABSTAIN, citations=[], status="abstained", reason=STALE_CITATIONS, short_answer=None
+            )
         renumbered = [c.model_copy(update={"n": n}) for n, c in enumerate(kept, start=1)]
-        text = " ".join(cite(c.quote, c.n) for c in renumbered) if renumbered else extraction.text
-        return Extraction(
-            text,
-            renumbered,
-            extraction.status if renumbered else "abstained",
-            extraction.confidence,
-            extraction.threshold,
-            extraction.signals,
-            extraction.reason,
-        )
+        return replace(extraction, text=" ".join(cite(c.quote, c.n) for c in renumbered), citations=renumbered)
 
     def answer_about_corpus(self, question: str, started: float) -> Answer:
         """Answer 'what documents do you have?' from the document list, citing each document's opening."""

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import shutil
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.store import Store, chunk_from_record, chunk_to_metadata
+from rag.store import Store, chunk_from_record, chunk_to_metadata, one_line
 from rag.types import Chunk
 
 if TYPE_CHECKING:
@@ -187,29 +189,39 @@ class BM25Index:
         return [(self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0]
 
     def save(self, folder: Path) -> None:
-        """Write atomically: a half-written index must never be loaded."""
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        """Write atomically: a half-written index must never be loaded, and two processes may save at once."""
+        tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")  # per save: never shared
         tmp.mkdir(parents=True)
-        if self.retriever is not None:
-            self.retriever.save(str(tmp / "bm25"), show_progress=False)
-        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as out:
-            for c in self.chunks:
-                out.write(json.dumps([c.id, c.text, chunk_to_metadata(c)], ensure_ascii=False) + "\n")
-        (tmp / "revision").write_text(self.revision, encoding="utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        try:
+            if self.retriever is not None:
+                self.retriever.save(str(tmp / "bm25"), show_progress=False)
+            with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as out:
+                for c in self.chunks:
+                    out.write(json.dumps([c.id, c.text, chunk_to_metadata(c)], ensure_ascii=False) + "\n")
+            (tmp / "revision").write_text(self.revision, encoding="utf-8")
+            # rename() cannot replace a non-empty folder: move the old one aside first. If another process
+            # wins the race, its index (checked by revision on load) stands and this one is dropped.
+            old = folder.with_name(f"{folder.name}.old-{uuid.uuid4().hex[:8]}")
+            with contextlib.suppress(FileNotFoundError):
+                folder.rename(old)
+            with contextlib.suppress(OSError):
+                tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path) -> BM25Index | None:
-        """Read a saved index, or None when there is none."""
+        """Read a saved index, or None when there is none; raises when it is damaged (see load_bm25)."""
         import bm25s
 
-        if not (folder / "revision").exists():
+        if not folder.exists():
             return None
         with (folder / "chunks.jsonl").open(encoding="utf-8") as lines:
             chunks = [chunk_from_record(*json.loads(line)) for line in lines]
         retriever = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if chunks else None
+        if retriever is not None and int(retriever.scores["num_docs"]) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks for {retriever.scores['num_docs']} indexed documents")
         return cls(retriever, chunks, (folder / "revision").read_text(encoding="utf-8"))
 
 
@@ -232,7 +244,11 @@ def load_bm25(store: Store, *, revision: str | None = None) -> BM25Index:
         cached = _cache.get(folder)
         if cached is not None and cached.revision == current:
             return cached
-        loaded = BM25Index.load(folder)
+        try:
+            loaded = BM25Index.load(folder)
+        except Exception as exc:  # any damage (truncated arrays, garbage JSON, missing files): never use it
+            log.warning("BM25 index in %s is unreadable (%s): rebuilding it from the collection", folder, one_line(exc))
+            loaded = None
         if loaded is None or loaded.revision != current:
             log.info("rebuilding BM25 index folder=%s revision=%s", folder, current)
             loaded = BM25Index.build(list(store.iter_chunks()), current)

@@ -44,6 +44,11 @@ def load_settings(**overrides: object) -> Settings:
         raise RagError(f"invalid setting {where}: {first['msg']}") from exc
 
 
+# Ctrl-C: the shell's code for SIGINT, and what a rerun does.
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted: work committed so far is kept; run the same command again to finish"
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error to stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
@@ -54,10 +59,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def status(collection: CollectionOption = None, as_json: JsonOption = False) -> None:
     """Show where the data lives, what is indexed, and which models answer."""
     from rag.assistant import Assistant
+    from rag.lock import EXIT_IN_USE, HomeInUse, reading
 
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))
-        info = assistant.status()
+        settings = load_settings(collection=collection)
+        with reading(settings):
+            info = Assistant.from_settings(settings).status()
+    except HomeInUse as exc:
+        raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -80,15 +89,22 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Load, chunk, embed and index documents. Unchanged files cost nothing; exit 1 if any file failed."""
-    from ingest import ingest_paths
-    from rag.assistant import Assistant
-
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))
+        from ingest import ingest_paths
+        from rag.assistant import Assistant
+        from rag.lock import EXIT_IN_USE, HomeInUse, claim_home
+
+        settings = load_settings(collection=collection)
+        claim_home(settings, "rag ingest")  # before any model loads: a refusal is instant
+        assistant = Assistant.from_settings(settings)
         with progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
             report = ingest_paths(
                 paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
             )
+    except KeyboardInterrupt as exc:  # anywhere, imports and model loading included
+        raise fail(INTERRUPTED, code=EXIT_INTERRUPTED) from exc
+    except HomeInUse as exc:
+        raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -104,17 +120,43 @@ def ingest(
         raise typer.Exit(code=1)
 
 
+class BadHistory(RagError):
+    """--history is not a JSON list of [question, answer] pairs (exit 2, like other usage errors)."""
+
+
 def read_history(value: str | None) -> list[tuple[str, str]]:
-    """Earlier turns from a JSON file path or inline JSON: [["question", "answer"], ...]."""
+    """Earlier turns from inline JSON or a JSON file path: [["question", "answer"], ...]."""
     if not value:
         return []
-    path = Path(value)
-    raw = path.read_text(encoding="utf-8") if path.is_file() else value
     try:
-        turns = json.loads(raw)
-        return [(str(q), str(a)) for q, a in turns]
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise RagError(f"--history must be a JSON list of [question, answer] pairs ({exc})") from exc
+        # JSON first: Path.is_file() on a long inline answer raises "File name too long".
+        turns = json.loads(value)
+    except (ValueError, RecursionError) as json_error:
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            looks_inline = value.lstrip()[:1] in ("[", "{", '"')
+            reason = f"invalid JSON: {json_error}" if looks_inline else f"no readable file: {_reason(exc)}"
+            raise BadHistory(f"--history {reason}") from exc
+        try:
+            turns = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise BadHistory(f"--history file {value} is not JSON: {_reason(exc)}") from exc
+    if not isinstance(turns, list) or not all(
+        isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in turns
+    ):
+        raise BadHistory('--history must be a JSON list of ["question", "answer"] pairs of strings')
+    return [(q, a) for q, a in turns]
+
+
+def _reason(exc: BaseException) -> str:
+    """A short one-line reason: an OSError's strerror (its str repeats the possibly huge file name)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    lines = str(exc).splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def format_answer(answer: Answer) -> str:
@@ -155,16 +197,21 @@ def ask(
 ) -> None:
     """Answer QUESTION from the indexed documents, with numbered, verified citations."""
     from rag.assistant import Assistant
+    from rag.lock import EXIT_IN_USE, HomeInUse, reading
 
     try:
+        turns = read_history(history)
         settings = load_settings(collection=collection, k=k, mode=mode)
-        assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
-        if stream:
-            print_stream(assistant.stream(question, history=read_history(history)), as_json=as_json)
-            return
-        answer = assistant.ask(question, history=read_history(history))
-    except IndexNotFound as exc:
+        with reading(settings):  # another process (a chat) may own the home: read between its writes
+            assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
+            if stream:
+                print_stream(assistant.stream(question, history=turns), as_json=as_json)
+                return
+            answer = assistant.ask(question, history=turns)
+    except (IndexNotFound, BadHistory) as exc:
         raise fail(str(exc), code=2) from exc
+    except HomeInUse as exc:
+        raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     typer.echo(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False) if as_json else format_answer(answer))
@@ -191,7 +238,10 @@ def print_stream(events: Iterator[StreamEvent], *, as_json: bool) -> None:
 
 @app.command(name="eval")
 def eval_(
-    dataset: Annotated[Path, typer.Argument(help="A JSONL dataset, or a SQuAD 2.0 JSON file with --format squad2.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="A JSONL dataset, a SQuAD 2.0 JSON file (--format squad2) or NQ-open oracle .jsonl.gz."),
+    ],
     collection: CollectionOption = None,
     k: Annotated[int | None, typer.Option("--k", min=1, help="Chunks handed to the answer step.")] = None,
     mode: Annotated[str | None, typer.Option("--mode", help="extractive, llm or auto (default: RAG_MODE).")] = None,
@@ -200,9 +250,18 @@ def eval_(
         typer.Option("--retriever", help="hybrid, bm25, vector or langchain-ensemble: whose ranks head the report."),
     ] = "hybrid",
     compare: Annotated[bool, typer.Option("--compare", help="Rank with every retriever, side by side.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or squad2.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, squad2 or nq-open.")] = "jsonl",
+    split: Annotated[
+        str | None, typer.Option("--split", help="nq-open: dev, test or all (default) of the seeded halves.")
+    ] = None,
+    withhold: Annotated[
+        float | None,
+        typer.Option("--withhold", help="nq-open: share of passages left out, making questions unanswerable (0.2)."),
+    ] = None,
     sample: Annotated[int | None, typer.Option("--sample", help="Evaluate a seeded sample of N questions.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sample.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the sample (and of nq-open's split and withheld share).")
+    ] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.md, metrics.json and plots here.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -215,7 +274,9 @@ def eval_(
         raise fail(f"unknown retriever '{retriever}' (choose from: {', '.join(RETRIEVERS)})", code=2)
     tty = sys.stderr.isatty()
     try:
-        data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed)  # every line checked before any work
+        data = load_dataset(
+            dataset, fmt=fmt, sample=sample, seed=seed, split=split, withhold=withhold
+        )  # every line checked before any work
         settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
         assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
         with progress_bar(enabled=tty) as progress:
@@ -251,12 +312,20 @@ def chat(
 ) -> None:
     """Open the web chat; an empty index is first filled from --corpus, with progress."""
     from rag.assistant import Assistant
+    from rag.lock import EXIT_IN_USE, HomeInUse, claim_home
 
     try:
-        assistant = Assistant.from_settings(load_settings(collection=collection))
+        settings = load_settings(collection=collection)
+        claim_home(settings, "rag chat")  # it serves and writes (uploads): no other process may write meanwhile
+        assistant = Assistant.from_settings(settings)
+    except HomeInUse as exc:
+        raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     try:
+        from ingest.index import repair_interrupted
+
+        repair_interrupted(assistant.settings, assistant.store)
         if assistant.store.count() == 0 and corpus.is_dir():
             from ingest import ingest_paths
 

@@ -9,6 +9,10 @@ from langchain_core.prompts import ChatPromptTemplate
 
 ABSTAIN = "I can't answer that from the indexed documents."
 ABSTAIN_DETAIL = "The documents do not appear to say: {reason}"
+STALE_CITATIONS = (
+    "none of the cited passages matches the stored document text any more (the document changed after it was "
+    "indexed, or an ingest was interrupted): run `rag ingest` on it again"
+)
 NO_DOCUMENTS = "No documents are indexed yet. Run `rag ingest PATH` or upload files in the Documents tab."
 CORPUS_OVERVIEW = "I have {count} document(s) indexed:"
 

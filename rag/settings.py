@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = Field(default=50.0, gt=0, description="Files larger than this are refused at ingest.")
     max_upload_mb: float = Field(default=20.0, gt=0, description="Largest file the chat UI accepts.")
+    parse_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A PDF, DOCX or HTML file whose parser runs longer than this is stopped and reported failed.",
+    )
+    parse_memory_mb: int = Field(
+        default=2048,
+        ge=64,
+        description="Memory (address space) one PDF, DOCX or HTML parse may add to the parser process; "
+        "a file that needs more is reported failed.",
+    )
 
     # Retrieval
     k: int = Field(default=5, ge=1, le=100, description="Chunks handed to the answer step.")

@@ -49,6 +49,8 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+# Values per SQL statement: old SQLite builds allow 999 variables.
+SQL_BATCH = 500
 
 # A full disk reaches us as ENOSPC from Python's own writes, but embedded Chroma reports it only as an InternalError
 # ("Failed to apply logs to the metadata segment"): a storage error with less room than this left counts as full.
@@ -298,6 +300,15 @@ class Store:
         }
         return [by_id[i] for i in ids if i in by_id]
 
+    def chunks_of(self, source: str) -> list[Chunk]:
+        """Every chunk of one source, in no particular order."""
+        with self.translate_errors():
+            page = self.collection.get(where={"source": source}, include=["documents", "metadatas"])
+        return [
+            chunk_from_record(i, d or "", dict(m or {}))
+            for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+        ]
+
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id, and their sentence vectors."""
         for i in range(0, len(ids), MAX_CHROMA_BATCH):
@@ -410,8 +421,18 @@ class _StoreErrors:
             raise StoreUnavailable(url, one_line(exc)) from exc
 
 
+_sound_files: set[Path] = set()  # SQLite files checked (or replaced) by this process
+_sound_lock = threading.Lock()
+
+
 class DocumentTexts:
-    """Full cleaned texts of ingested documents, kept in home so the UI can show a quote in place."""
+    """Full cleaned texts of ingested documents, kept in home so quotes are verified and shown in place.
+
+    Every chunk must satisfy `text[chunk.start:chunk.end] == chunk.text` against its document's stored text. An
+    ingest that changes a document therefore *stages* the new text beside the current one, indexes, and only then
+    *commits* it (see ingest.index). Until the commit, the current text still fits every old chunk; an interrupted
+    run leaves the staged text behind, and the next ingest or chat start repairs the pair (ingest.index.repair_texts).
+    """
 
     def __init__(self, home: Path, collection: str) -> None:
         self.path = home / "documents.sqlite"
@@ -419,16 +440,34 @@ class DocumentTexts:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check()
         db = sqlite3.connect(self.path, timeout=30)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS documents (collection TEXT, source TEXT, title TEXT, text TEXT,"
-            " pages TEXT, metadata TEXT, PRIMARY KEY (collection, source))"
-        )
+        for table in ("documents", "staged"):
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (collection TEXT, source TEXT, title TEXT, text TEXT,"
+                " pages TEXT, metadata TEXT, PRIMARY KEY (collection, source))"
+            )
         return db
 
-    def put_many(self, docs: Sequence[Document]) -> None:
-        """Store or replace documents' texts, in one transaction."""
-        rows = [
+    def _check(self) -> None:
+        """Once per process: a corrupt file is moved aside with a one-line warning, never silently used."""
+        with _sound_lock:
+            if self.path.resolve() in _sound_files:
+                return
+            problem = sqlite_problem(self.path)
+            if problem:
+                aside = move_aside(self.path)
+                log.warning(
+                    "%s is corrupt (%s): moved to %s. Document texts cannot be rebuilt exactly from the chunks, so "
+                    "quotes are checked against the chunks alone until you re-ingest your files (`rag ingest PATH`)",
+                    self.path,
+                    problem,
+                    aside.name,
+                )
+            _sound_files.add(self.path.resolve())
+
+    def _rows(self, docs: Sequence[Document]) -> list[tuple[str, ...]]:
+        return [
             (
                 self.collection,
                 doc.source,
@@ -439,14 +478,45 @@ class DocumentTexts:
             )
             for doc in docs
         ]
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    def get(self, source: str) -> Document | None:
-        """The stored document for a source, if this machine ingested it."""
+    def put_many(self, docs: Sequence[Document]) -> None:
+        """Store or replace documents' current texts, in one transaction (for texts that fit the indexed chunks)."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+
+    def stage_many(self, docs: Sequence[Document]) -> None:
+        """Keep new texts beside the current ones until their chunks are indexed (then commit_staged)."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+
+    def commit_staged(self, sources: Sequence[str]) -> None:
+        """Make these sources' staged texts current, in one transaction."""
+        move = "INSERT OR REPLACE INTO documents SELECT * FROM staged WHERE collection = ? AND source IN ({})"
+        with closing(self._connect()) as db, db:
+            for i in range(0, len(sources), SQL_BATCH):
+                part = list(sources[i : i + SQL_BATCH])
+                marks = ",".join("?" * len(part))
+                db.execute(move.format(marks), [self.collection, *part])
+                db.execute(f"DELETE FROM staged WHERE collection = ? AND source IN ({marks})", [self.collection, *part])
+
+    def drop_staged(self, source: str) -> None:
+        """Forget a staged text (its chunks never made it)."""
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM staged WHERE collection = ? AND source = ?", (self.collection, source))
+
+    def staged_sources(self) -> list[str]:
+        """Sources whose new text is staged: an ingest of them was interrupted, or is running now."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT source FROM staged WHERE collection = ?", (self.collection,)).fetchall()
+        return [r[0] for r in rows]
+
+    def get(self, source: str, *, staged: bool = False) -> Document | None:
+        """The stored (or staged) document for a source, if this machine ingested it."""
         with closing(self._connect()) as db:
             row = db.execute(
-                "SELECT source, title, text, pages, metadata FROM documents WHERE collection = ? AND source = ?",
+                "SELECT source, title, text, pages, metadata FROM "
+                + ("staged" if staged else "documents")
+                + " WHERE collection = ? AND source = ?",
                 (self.collection, source),
             ).fetchone()
         if row is None:
@@ -458,4 +528,26 @@ class DocumentTexts:
     def delete(self, source: str) -> None:
         """Forget one document."""
         with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM documents WHERE collection = ? AND source = ?", (self.collection, source))
+            for table in ("documents", "staged"):
+                db.execute(f"DELETE FROM {table} WHERE collection = ? AND source = ?", (self.collection, source))
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """Why an SQLite file is unusable (not a database, truncated, malformed), or None when it is sound or absent."""
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        return one_line(exc)
+    return None if rows == [("ok",)] else str(rows[0][0])
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file (and its journal) out of the way, keeping it for inspection."""
+    aside = path.with_name(f"{path.name}.corrupt-{uuid.uuid4().hex[:8]}")
+    path.rename(aside)
+    for suffix in ("-journal", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return aside

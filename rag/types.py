@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,12 +182,22 @@ class FinalEvent(BaseModel):
 StreamEvent = TokenEvent | FinalEvent
 
 
+def one_line(text: str) -> str:
+    """Text with newlines, other control characters and undecodable bytes escaped, so it prints as one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
+
+
 class IngestFailure(BaseModel):
     """A file that could not be ingested, and why (one line)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    path: str
-    error: str
+    path: str = Field(description="The file as named, escaped to one line (a file name may hold a newline).")
+    error: str = Field(description="Why, in one line.")
+
+    @field_validator("path", "error")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return one_line(value)
 
 
 class IngestReport(BaseModel):

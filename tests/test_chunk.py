@@ -139,7 +139,9 @@ def test_chunks_carry_title_source_metadata_and_page() -> None:
 
 
 def test_seed_article_chunks_point_into_the_cleaned_text() -> None:
-    doc = clean_document(load_file(REPO / "corpus" / "kenya-police-haiti.md", max_bytes=2**20))
+    doc = clean_document(
+        load_file(REPO / "corpus" / "kenya-police-haiti.md", max_bytes=2**20, timeout_s=60, memory_mb=1024)
+    )
     chunks = chunk_document(doc, max_chars=1200, overlap_chars=200)
     assert len(chunks) >= 2
     assert all(doc.text[c.start : c.end] == c.text for c in chunks)

@@ -61,7 +61,9 @@ def test_whitespace_is_normalised_without_changing_words() -> None:
 
 
 def test_seed_article_keeps_every_word_and_loses_only_the_reply_prompt() -> None:
-    doc = clean_document(load_file(REPO / "corpus" / "kenya-police-haiti.md", max_bytes=2**20))
+    doc = clean_document(
+        load_file(REPO / "corpus" / "kenya-police-haiti.md", max_bytes=2**20, timeout_s=60, memory_mb=1024)
+    )
     assert doc.title == "Kenya deploys 270 more police officers to Haiti"
     assert doc.metadata == {"date": "2025-01-18", "dateline": "Nairobi", "kind": "news"}
     assert "Leave a Reply" not in doc.text

@@ -44,7 +44,8 @@ def test_json_has_exactly_the_metric_keys_plus_per_question_config_and_compare(
     seed_run: tuple[dict[str, Any], Path],
 ) -> None:
     metrics, _ = seed_run
-    assert set(metrics) == {*METRIC_KEYS, "per_question", "config", "compare", "abstention"}
+    extras = {"per_question", "config", "compare", "abstention", "baselines", "baseline_ratios", "ceiling"}
+    assert set(metrics) == {*METRIC_KEYS, *extras}
     assert metrics["n"] == len(metrics["per_question"]) == sum(1 for line in SEED.open() if line.strip())
     config = metrics["config"]
     assert config["mode"] == "extractive" and config["retriever"] == "hybrid" and config["k"] == 5
@@ -54,8 +55,16 @@ def test_json_has_exactly_the_metric_keys_plus_per_question_config_and_compare(
     # Ranking-only rows carry retrieval metrics but no answer metrics.
     ensemble = metrics["compare"]["langchain-ensemble"]
     assert 0 < ensemble["recall@5"] <= 1 and ensemble["answer_accuracy"] is None
+    assert 0 < ensemble["answer_recall@5"] <= 1 and ensemble["answer_ceiling"] == metrics["answer_ceiling"] == 1.0
+    # The lead baselines answer from hybrid's top chunk; ours is compared with each in the same run.
+    assert list(metrics["baselines"]) == ["lead-1", "lead-2", "lead-3"]
+    words = [metrics["baselines"][name]["answer_words"] for name in ("lead-1", "lead-2", "lead-3")]
+    assert 0 < words[0] < words[1] < words[2]
+    ratios = metrics["baseline_ratios"]["lead-2"]
+    assert ratios["answer_words"] == pytest.approx(metrics["answer_words"] / words[1])
+    assert metrics["ceiling"]["answer_accuracy_of_ceiling"] == metrics["answer_accuracy"]
     follow_up = next(q for q in metrics["per_question"] if q["question"] == "How many officers did it send in June?")
-    assert follow_up["correct"] and "400" in follow_up["got"]
+    assert follow_up["correct"] and "400" in follow_up["got"] and follow_up["status"] == "answered"
     assert set(follow_up["hit_rank"]) == set(RETRIEVERS)
 
 
@@ -77,8 +86,9 @@ def test_abstention_tradeoff_agrees_with_the_answers_at_the_configured_threshold
 def test_report_files_and_plots_are_written(seed_run: tuple[dict[str, Any], Path]) -> None:
     metrics, out = seed_run
     report = (out / "report.md").read_text(encoding="utf-8")
-    for name in RETRIEVERS:
+    for name in [*RETRIEVERS, "lead-1", "lead-2", "lead-3"]:
         assert f"| {name} |" in report
+    assert "- vs lead-2: answer_accuracy " in report and "- ceiling: a gold answer" in report
     assert "## Worst failures" in report and "embedding_model" in report
     assert "## Abstention" in report and "(current)" in report and "![abstention](abstention.png)" in report
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n"] == metrics["n"]
@@ -96,9 +106,11 @@ def test_text_output_is_a_metrics_table(seeded_home: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     header, *rows = result.stdout.strip().splitlines()
-    assert header.split() == ["metric", "bm25"]
-    assert [r.split()[0] for r in rows] == list(METRIC_KEYS)
-    assert rows[-1].split() == ["n", "4"]
+    assert header.split() == ["metric", "bm25"]  # no lead columns without --compare
+    table, notes = rows[: len(METRIC_KEYS)], rows[len(METRIC_KEYS) :]
+    assert [r.split()[0] for r in table] == list(METRIC_KEYS)
+    assert table[-1].split() == ["n", "4"]
+    assert notes[0].startswith("ceiling: a gold answer is somewhere in the collection for 1.000")
 
 
 def test_bad_options_and_an_empty_collection_fail_in_one_line(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ ARTICLE_HTML = """<html><head><title>Flood waters rise in Kisumu</title></head><
 
 
 def load(path: Path, max_mb: float = 50):
-    return load_file(path, max_bytes=int(max_mb * MB))
+    return load_file(path, max_bytes=int(max_mb * MB), timeout_s=60, memory_mb=1024)
 
 
 def write_pdf(path: Path, pages: list[list[str]], title: str | None = None) -> Path:
@@ -183,3 +183,14 @@ def test_find_files_is_recursive_sorted_once_each_and_skips_hidden(tmp_path: Pat
     single = tmp_path / "b.txt"
     found = list(find_files([tmp_path, single]))
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/c.pdf", "a/z.md", "b.txt"]
+
+
+@pytest.mark.timeout(120)
+def test_markdown_heading_with_a_huge_run_of_spaces_gets_its_title_in_linear_time(tmp_path: Path) -> None:
+    # The old heading regex backtracked cubically: 2,000 spaces took 27 s, so 200,000 would never finish.
+    path = tmp_path / "spaces.md"
+    path.write_text("# Flood" + " " * 200_000 + "warning ##\nThe river rose.\n")
+    assert load(path).title == "Flood" + " " * 200_000 + "warning"
+    for heading, title in [("# C#", "C#"), ("# Budget passed ##", "Budget passed"), ("# ##", "Empty heading")]:
+        (tmp_path / "empty-heading.md").write_text(f"{heading}\nBody.\n")
+        assert load(tmp_path / "empty-heading.md").title == title

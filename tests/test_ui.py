@@ -12,7 +12,7 @@ from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.types import Answer, Candidate, Chunk, Citation, Document, DocumentInfo
 from ui import render
-from ui.uploads import check_upload, delete_document, ingest_uploads, sanitize_filename, uploads_dir
+from ui.uploads import UploadRefused, delete_document, ingest_uploads, read_upload, sanitize_filename, uploads_dir
 
 HARBOUR_DOC = """Harbour dredging
 The port authority began dredging the northern harbour channel in May to let larger ferries dock.
@@ -34,16 +34,22 @@ def test_sanitize_filename_keeps_a_plain_base_name(name: str, expected: str) -> 
     assert sanitize_filename(name) == expected
 
 
-def test_check_upload_names_the_reason(tmp_path: Path) -> None:
+def refusal(path: Path, name: str, *, max_bytes: int = 1000) -> str:
+    with pytest.raises(UploadRefused) as refused:
+        read_upload(path, name, max_bytes=max_bytes)
+    return str(refused.value)
+
+
+def test_read_upload_names_the_reason(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello there")
-    assert check_upload(text, "notes.txt", max_bytes=1000) is None
-    assert "not accepted" in (check_upload(text, "notes.exe", max_bytes=1000) or "")
-    assert "upload limit" in (check_upload(text, "notes.txt", max_bytes=5) or "")
+    assert read_upload(text, "notes.txt", max_bytes=1000) == b"hello there"
+    assert "not accepted" in refusal(text, "notes.exe")
+    assert "upload limit" in refusal(text, "notes.txt", max_bytes=5)
     empty = tmp_path / "empty.md"
     empty.write_bytes(b"")
-    assert check_upload(empty, "empty.md", max_bytes=1000) == "the file is empty"
-    assert "no %PDF header" in (check_upload(text, "fake.pdf", max_bytes=1000) or "")
+    assert refusal(empty, "empty.md") == "the file is empty"
+    assert "no %PDF header" in refusal(text, "fake.pdf")
 
 
 @pytest.fixture
@@ -152,7 +158,7 @@ DOC = Document(
 def test_answer_markdown_links_only_cited_markers() -> None:
     markdown = render.answer_markdown(make_answer(), turn=3)
     assert "[[1]](#src-3-1)" in markdown and "[[2]](#src-3-2)" in markdown
-    assert "[7]" in markdown and "#src-3-7" not in markdown
+    assert "See also \\[7\\]\\." in markdown and "#src-3-7" not in markdown  # an uncited marker is only text
 
 
 def test_answer_markdown_shows_notice_and_abstain_reason() -> None:
@@ -165,7 +171,7 @@ def test_answer_markdown_shows_notice_and_abstain_reason() -> None:
     )
     markdown = render.answer_markdown(answer, turn=1)
     assert markdown.startswith("> **Note:** The LLM was unreachable")
-    assert "best evidence 0.12 < threshold 0.42" in markdown
+    assert "*Why no answer: best evidence 0\\.12 &lt; threshold 0\\.42*" in markdown
 
 
 def test_sources_show_the_quote_marked_in_place_and_escaped() -> None:
@@ -211,3 +217,47 @@ def test_documents_table_and_badge() -> None:
     assert "Kenya &lt;b&gt;" in html and "1 documents, 3 chunks" in html
     assert "Extractive (no LLM)" in render.mode_badge("extractive", None)
     assert "LLM: smollm2" in render.mode_badge("llm", "smollm2")
+
+
+HOSTILE_TEXT = [
+    "![pixel](http://127.0.0.9:9/pixel.png)",
+    '<img src="http://127.0.0.9:9/img.png" onerror="window.__pwned=1"> <script>window.__pwned=2</script>',
+    "[link](javascript:alert(1)) <http://127.0.0.9:9/auto> http://127.0.0.9:9/bare www.example.com a@b.co",
+    "# heading",
+    "> quote",
+    "- item",
+    "1. item",
+    "**bold** _em_ `code` ~~strike~~ | a | b |",
+    "$$\\href{javascript:alert(1)}{x}$$ &lt;b&gt; &amp; \\*",
+    "[ref]: http://127.0.0.9:9/ref.png",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_inert_text_renders_as_exactly_itself(text: str) -> None:
+    from html import unescape
+
+    from markdown_it import MarkdownIt
+
+    # CommonMark with raw HTML on (the browser test checks Gradio's own renderer): one paragraph of the words as
+    # written, and no markup at all.
+    html = MarkdownIt("commonmark").enable("strikethrough").enable("table").render(render.inert(text))
+    inner = html.removeprefix("<p>").removesuffix("</p>\n")
+    assert "<" not in inner and unescape(inner) == text.strip(), html
+
+
+def test_every_untrusted_part_of_a_chat_message_is_inert() -> None:
+    bad = "![x](http://127.0.0.9:9/x.png)"
+    answer = make_answer(
+        text=f"{bad} [1] [2]",
+        notice=bad,
+        status="abstained",
+        abstain_reason=bad,
+        citations=tuple(c.model_copy(update={"title": bad}) for c in make_answer().citations),
+    )
+    inert = render.inert(bad)
+    markdown = render.answer_markdown(answer, turn=1)
+    assert bad not in markdown and markdown.count(inert) == 5  # text, notice, reason, two titles
+    assert "[[1]](#src-1-1)" in markdown and "[[2]](#src-1-2)" in markdown  # our links still work
+    for shown in (render.error_markdown(bad), render.question_markdown(bad), render.partial_markdown(bad)):
+        assert bad not in shown and inert in shown

@@ -54,7 +54,7 @@ def chat_messages(turns: list[ChatTurn]) -> list[dict[str, str]]:
     """The Chatbot value for a session, rebuilt from its turns."""
     messages = []
     for number, turn in enumerate(turns, start=1):
-        messages.append({"role": "user", "content": turn.question})
+        messages.append({"role": "user", "content": render.question_markdown(turn.question)})
         if turn.answer is not None:
             messages.append({"role": "assistant", "content": render.answer_markdown(turn.answer, number)})
         else:
@@ -131,7 +131,7 @@ class ChatApp:
         if not question:
             yield "", chat_messages(turns), gr.skip(), gr.skip(), turns
             return
-        pending = [*chat_messages(turns), {"role": "user", "content": question}]
+        pending = [*chat_messages(turns), {"role": "user", "content": render.question_markdown(question)}]
         yield (
             "",
             [*pending, {"role": "assistant", "content": "*Searching the documents…*"}],
@@ -151,7 +151,7 @@ class ChatApp:
                     shown_at = time.monotonic()
                     yield (
                         gr.skip(),
-                        [*pending, {"role": "assistant", "content": text + " ▌"}],
+                        [*pending, {"role": "assistant", "content": render.partial_markdown(text)}],
                         gr.skip(),
                         gr.skip(),
                         turns,
@@ -256,6 +256,11 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                         buttons=["copy"],
                         feedback_options=None,
                         placeholder="Ask a question about the indexed documents. Every answer cites its sources.",
+                        # Messages are escaped text plus our own [n] links (render.inert); these close what is left:
+                        # no LaTeX, no custom tags, and Gradio's HTML sanitizer stays on.
+                        latex_delimiters=[],
+                        allow_tags=False,
+                        sanitize_html=True,
                     )
                     with gr.Row(elem_id="ask-row"):
                         message = gr.Textbox(
@@ -335,14 +340,16 @@ def build_app(assistant: Assistant) -> gr.Blocks:
 
 
 def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
-    """Arguments for Blocks.launch: local fonts only, no SSR node server, upload size limit, our CSS and script."""
+    """Arguments for Blocks.launch: local fonts only, no SSR node server, upload size limit, our CSS and scripts."""
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=SYSTEM_FONTS, font_mono=MONO_FONTS)
     return {
         "server_name": host,
         "server_port": port,
         "theme": theme,
         "css": (STATIC / "app.css").read_text(encoding="utf-8"),
-        "head": f"<script>{(STATIC / 'citations.js').read_text(encoding='utf-8')}</script>",
+        "head": "".join(
+            f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>" for name in ("citations.js", "uploads.js")
+        ),
         "max_file_size": int(settings.max_upload_mb * 2**20),
         "ssr_mode": False,
         "share": False,

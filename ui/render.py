@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -15,38 +15,65 @@ DOC_WINDOW_CHARS = 60_000
 CONTEXT_CHARS = 240
 
 
+# Untrusted text (documents, model output, the user's own words) reaches the Chatbot, which renders Markdown, HTML
+# and KaTeX, as text only. Gradio's sanitizer drops scripts and javascript: links but keeps <img> and ![](url), which
+# the browser fetches (seen in chromium). So &, < and > become entities, and every other punctuation mark with a
+# meaning in CommonMark, GFM or KaTeX gets a backslash, which also defuses autolinks (http\://, www\., a\@b).
+# Marks that mean nothing there (, ; ? % / ' ") are left alone, so copied answers stay readable.
+INERT = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;"} | {ch: "\\" + ch for ch in string.punctuation if ch not in "&<>,;?%/'\""}
+)
+
+
+def inert(text: str) -> str:
+    """Text the Chatbot's Markdown shows literally: every HTML and Markdown special character escaped."""
+    return text.translate(INERT)
+
+
 def anchor(turn: int, n: int) -> str:
     """The element id of citation n of a conversation turn (1-based) in the Sources panel."""
     return f"src-{turn}-{n}"
 
 
-def link_markers(text: str, turn: int, numbers: set[int]) -> str:
-    """Turn each cited [n] into a Markdown link to its entry in the Sources panel."""
-
-    def link(match: re.Match[str]) -> str:
+def linked_text(text: str, turn: int, numbers: set[int]) -> str:
+    """Answer text as inert Markdown, except that each cited [n] becomes a link to its entry in the Sources panel."""
+    parts, last = [], 0
+    for match in MARKER.finditer(text):
         n = int(match.group(1))
-        return f"[[{n}]](#{anchor(turn, n)})" if n in numbers else match.group(0)
-
-    return MARKER.sub(link, text)
+        parts.append(inert(text[last : match.start()]))
+        parts.append(f"[[{n}]](#{anchor(turn, n)})" if n in numbers else inert(match.group(0)))
+        last = match.end()
+    parts.append(inert(text[last:]))
+    return "".join(parts)
 
 
 def answer_markdown(answer: Answer, turn: int) -> str:
-    """The chat message for an answer: linked markers, any notice, and why it abstained."""
+    """The chat message for an answer: linked markers, any notice, and why it abstained; all else is text."""
     parts = []
-    if answer.notice:
-        parts.append(f"> **Note:** {answer.notice}")
-    parts.append(link_markers(answer.text, turn, {c.n for c in answer.citations}))
+    if answer.notice:  # a notice can quote the model's sentences
+        parts.append(f"> **Note:** {inert(answer.notice)}")
+    parts.append(linked_text(answer.text, turn, {c.n for c in answer.citations}))
     if answer.abstained and answer.abstain_reason:
-        parts.append(f"*Why no answer: {answer.abstain_reason}*")
+        parts.append(f"*Why no answer: {inert(answer.abstain_reason)}*")
     if answer.citations:
-        cited = " · ".join(f"[[{c.n}]](#{anchor(turn, c.n)}) {c.title}" for c in unique_by_n(answer.citations))
+        cited = " · ".join(f"[[{c.n}]](#{anchor(turn, c.n)}) {inert(c.title)}" for c in unique_by_n(answer.citations))
         parts.append(f"<sub>Sources: {cited}</sub>")
     return "\n\n".join(parts)
 
 
+def partial_markdown(text: str) -> str:
+    """A streaming answer so far, as text, with a cursor; its markers are linked once the answer is verified."""
+    return f"{inert(text)} ▌"
+
+
+def question_markdown(question: str) -> str:
+    """The user's question as the chat shows it: the words as typed, never rendered."""
+    return inert(question)
+
+
 def error_markdown(message: str) -> str:
-    """A chat message for a failure the user should know about."""
-    return f"**Sorry, that failed:** {message}"
+    """A chat message for a failure the user should know about (the message can echo input or a server's words)."""
+    return f"**Sorry, that failed:** {inert(message)}"
 
 
 def unique_by_n(citations: Sequence[Citation]) -> list[Citation]:

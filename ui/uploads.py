@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -61,19 +62,32 @@ def sanitize_filename(name: str) -> str:
     return f"{stem}.{suffix.lower()}" if suffix else stem
 
 
-def check_upload(path: Path, original_name: str, *, max_bytes: int) -> str | None:
-    """Why this upload is refused, or None when its type and size are acceptable."""
+class UploadRefused(Exception):
+    """Why one uploaded file is not taken; the message names the reason in the user's words."""
+
+
+def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
+    """The upload's bytes, read once, so every check, the hash and the kept copy see the same content."""
     suffix = Path(original_name).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
-        return f"file type '{suffix or 'none'}' is not accepted (allowed: {', '.join(ALLOWED_SUFFIXES)})"
-    size = path.stat().st_size
-    if size > max_bytes:
-        return f"{size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)"
-    if size == 0:
-        return "the file is empty"
-    if suffix == ".pdf" and not path.read_bytes()[:1024].lstrip().startswith(b"%PDF"):
-        return "not a PDF file (no %PDF header)"
-    return None
+        raise UploadRefused(f"file type '{suffix or 'none'}' is not accepted (allowed: {', '.join(ALLOWED_SUFFIXES)})")
+    with path.open("rb") as fh:
+        before = os.fstat(fh.fileno())
+        data = fh.read(max_bytes + 1)  # never more than the limit in memory
+        after = os.fstat(fh.fileno())
+    if len(data) > max_bytes:
+        size = max(before.st_size, after.st_size, len(data))
+        raise UploadRefused(
+            f"{size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)"
+        )
+    # A writer still busy with the file: what was read may be half old, half new.
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        raise UploadRefused("the file changed while it was being read; upload it again once it is complete")
+    if not data:
+        raise UploadRefused("the file is empty")
+    if suffix == ".pdf" and not data[:1024].lstrip().startswith(b"%PDF"):
+        raise UploadRefused("not a PDF file (no %PDF header)")
+    return data
 
 
 def sha256(path: Path) -> str:
@@ -85,17 +99,47 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_duplicate(path: Path, indexed: set[str]) -> Path | None:
-    """An indexed file (uploaded or ingested from disk) with exactly the same bytes, if any."""
-    size, data_hash = path.stat().st_size, None
-    for source in sorted(indexed):
-        kept = Path(source)
-        if not kept.is_file() or kept.stat().st_size != size:  # sizes first: hashing is the slow part
-            continue
-        data_hash = data_hash or sha256(path)
-        if sha256(kept) == data_hash:
-            return kept
-    return None
+class IndexedFiles:
+    """The indexed files (uploaded or ingested from disk) by size and, when asked, by content hash."""
+
+    def __init__(self, sources: set[str]) -> None:
+        self.sources = sources
+        self._by_size: dict[int, list[Path]] | None = None
+        self._hashes: dict[Path, str] = {}
+
+    def duplicate_of(self, data: bytes, digest: str) -> Path | None:
+        """An indexed file with exactly these bytes, if any; each file is stat-ed and hashed at most once."""
+        if self._by_size is None:  # sizes first: hashing is the slow part, and most sizes differ
+            self._by_size = {}
+            for source in sorted(self.sources):
+                kept = Path(source)
+                if kept.is_file():
+                    self._by_size.setdefault(kept.stat().st_size, []).append(kept)
+        for kept in self._by_size.get(len(data), []):
+            if kept not in self._hashes:
+                self._hashes[kept] = sha256(kept)
+            if self._hashes[kept] == digest:
+                return kept
+        return None
+
+    def add(self, path: Path, digest: str, size: int) -> None:
+        """A file kept in this batch: a later copy of it is a duplicate."""
+        self.sources.add(str(path))
+        self._hashes[path] = digest
+        if self._by_size is not None:
+            self._by_size.setdefault(size, []).append(path)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """name, or the first of name-2, name-3, ... that is not taken."""
+    if name not in taken:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, f".{suffix}") if dot else (name, "")
+    number = 2
+    while f"{stem}-{number}{suffix}" in taken:
+        number += 1
+    return f"{stem}-{number}{suffix}"
 
 
 def ingest_uploads(
@@ -104,32 +148,45 @@ def ingest_uploads(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> UploadReport:
-    """Check, store and index uploaded files given as (temp path, original name); each failure says why."""
+    """Check, store and index uploaded files given as (temp path, original name); each file gets one outcome."""
     settings = assistant.settings
     folder = uploads_dir(settings.home)
     folder.mkdir(parents=True, exist_ok=True)
-    indexed = {doc.source for doc in assistant.store.documents()}
+    indexed = IndexedFiles({doc.source for doc in assistant.store.documents()})
     report = UploadReport()
     staged: list[tuple[UploadOutcome, Path, bool]] = []  # (outcome, kept path, existed before)
+    names: set[str] = set()  # safe names given in this batch
+    on_disk = {p.name for p in folder.iterdir()}
     for temp_path, original in files:
-        name = sanitize_filename(original)
-        refusal = check_upload(temp_path, original, max_bytes=int(settings.max_upload_mb * 2**20))
-        if refusal:
-            report.outcomes.append(UploadOutcome(name, "failed", refusal))
+        safe = sanitize_filename(original)
+        try:
+            data = read_upload(temp_path, original, max_bytes=int(settings.max_upload_mb * 2**20))
+        except UploadRefused as exc:
+            report.outcomes.append(UploadOutcome(safe, "failed", str(exc)))
             continue
-        duplicate = find_duplicate(temp_path, indexed)
+        except OSError as exc:  # vanished or unreadable between Gradio's copy and ours
+            report.outcomes.append(UploadOutcome(safe, "failed", f"could not be read: {exc.strerror or exc}"))
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        duplicate = indexed.duplicate_of(data, digest)
         if duplicate is not None:
-            report.outcomes.append(UploadOutcome(name, "duplicate", f"same content as {duplicate.name}, not re-added"))
+            report.outcomes.append(UploadOutcome(safe, "duplicate", f"same content as {duplicate.name}, not re-added"))
             continue
+        # Two different files whose names sanitise alike ("a b.md", "a_b.md") must not overwrite each other.
+        # A renamed file also avoids every kept one, so it updates no unrelated document.
+        name = unique_name(safe, names | on_disk) if safe in names else safe
+        names.add(name)
         target = (folder / name).resolve()
         if target.parent != folder.resolve():  # belt and braces: the sanitised name cannot leave the folder
             report.outcomes.append(UploadOutcome(name, "failed", "unsafe file name"))
             continue
-        existed = str(target) in indexed
-        target.write_bytes(temp_path.read_bytes())
-        outcome = UploadOutcome(name, "updated" if existed else "added", source=str(target))
+        existed = str(target) in indexed.sources
+        target.write_bytes(data)
+        renamed = f"'{Path(original).name}' saved as {name}: another file in this upload is also named {safe}"
+        detail = renamed if name != safe else ""
+        outcome = UploadOutcome(name, "updated" if existed else "added", detail, source=str(target))
         staged.append((outcome, target, existed))
-        indexed.add(str(target))  # a second copy in the same batch is a duplicate of this one
+        indexed.add(target, digest, len(data))
         report.outcomes.append(outcome)
 
     if staged:
