@@ -42,7 +42,7 @@ run: install
 test: install browser
 	$(PY) -m pytest
 
-# The fuzz tests with HYPOTHESIS_PROFILE=deep: 20x the examples `make test` runs, fresh random ones each time
+# The fuzz tests with HYPOTHESIS_PROFILE=deep: 10x the examples `make test` runs, fresh random ones each time
 # (a few minutes). A failure prints the smallest example found and a @reproduce_failure line to replay it.
 fuzz: install
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -m fuzz

@@ -185,6 +185,8 @@ def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_an
     """
     answerable = [q for q in per_question if q["answerable"]]
     unanswerable = [q for q in per_question if not q["answerable"]]
+    # Questions that ask for a short answer (a name, number, date, place) carry short_em/short_f1; others None.
+    asks_short = [q for q in answerable if q.get("short_f1") is not None]
     ranks = [q["hit_rank"][retriever] for q in answerable]
     answer_ranks = [q["answer_rank"][retriever] for q in answerable]
     ceiling = [q["in_collection"] for q in answerable if q.get("in_collection") is not None]
@@ -209,9 +211,9 @@ def summarize(per_question: Sequence[dict[str, Any]], retriever: str, *, with_an
             "answer_accuracy": share([q["correct"] for q in answerable]),
             "answer_f1": mean([q["f1"] for q in answerable]),
             "answer_words": mean([q["words"] for q in replied]),
-            "short_answer_em": mean([q["short_em"] for q in answerable]),
-            "short_answer_f1": mean([q["short_f1"] for q in answerable]),
-            "short_answer_rate": share([q["short_answer"] is not None for q in answerable]),
+            "short_answer_em": mean([q["short_em"] for q in asks_short]),
+            "short_answer_f1": mean([q["short_f1"] for q in asks_short]),
+            "short_answer_rate": share([q["short_answer"] is not None for q in asks_short]),
             "citation_validity": sum(q["valid_citations"] for q in per_question) / citations if citations else None,
             "citation_support": share([q["supported"] for q in replied]),
             "abstention_recall": share([q["abstained"] for q in unanswerable]),

@@ -13,12 +13,12 @@ WORST_FAILURES = 10
 
 
 def format_value(value: Any, key: str = "") -> str:
-    """A metric as a table cell: ratios with 3 decimals, milliseconds (keys ending _ms) with 1, missing as a dash."""
+    """A metric as a table cell: ratios to 3 decimals, milliseconds (keys ending _ms) and words to 1, None a dash."""
     if value is None:
         return "—"
     if isinstance(value, int):
         return str(value)
-    return f"{value:.1f}" if key.endswith("_ms") else f"{value:.3f}"
+    return f"{value:.1f}" if key.endswith("_ms") or key == "answer_words" else f"{value:.3f}"
 
 
 def rows(run: EvalRun) -> dict[str, dict[str, Any]]:

@@ -31,6 +31,7 @@ from evals.metrics import (
 )
 from evals.nq import DEFAULT_WITHHOLD, NQ_FORMAT, load_nq_open, nq_collection
 from evals.squad import SQUAD_COLLECTION, TextFile, ensure_indexed
+from rag.short_answer import asks_for_short_answer
 from rag.types import IndexNotFound, RagError
 
 if TYPE_CHECKING:
@@ -183,7 +184,9 @@ def score_question(
     answered = not answer.abstained
     supported = answered and any(is_hit(c.text, item) or contains_answer(c.text, item.answers) for c in cited)
     short = answer.short_answer.text if answer.short_answer is not None and answered else None
-    short_em, short_f1 = short_answer_scores(short, item.answers) if item.answerable else (None, None)
+    # Short answers are scored where the question asks for one (a name, number, date, place); None elsewhere.
+    asks_short = item.answerable and asks_for_short_answer(item.question) is not None
+    short_em, short_f1 = short_answer_scores(short, item.answers) if asks_short else (None, None)
     return {
         "id": item.id,
         "question": item.question,

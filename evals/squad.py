@@ -52,7 +52,9 @@ def ensure_indexed(
 ) -> IngestReport:
     """Write and ingest the paragraphs into the settings' collection; the record manager skips what is there."""
     from ingest import ingest_paths
+    from rag.lock import claim_home
 
+    claim_home(settings, "rag eval")  # before the files: a home another process owns is left untouched
     folder = paragraph_folder(settings)
     write_paragraphs(paragraphs, folder)
     return ingest_paths([folder], settings=settings, store=store, prune=True, progress=progress)

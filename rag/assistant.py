@@ -19,6 +19,7 @@ from rag.overview import is_corpus_question, overview_answer
 from rag.prompts import ABSTAIN, STALE_CITATIONS
 from rag.retrieve import CorpusRetriever, HybridSearch, Method
 from rag.settings import AnswerMode, Settings
+from rag.short_answer import find_short_answer
 from rag.store import DocumentTexts, Store
 from rag.timing import elapsed_ms
 from rag.types import (
@@ -29,6 +30,7 @@ from rag.types import (
     DocumentInfo,
     FinalEvent,
     RagError,
+    ShortAnswer,
     StreamEvent,
     TokenEvent,
     Turn,
@@ -161,12 +163,14 @@ class Assistant:
             focus=question if history else None,
             max_sentences=self.settings.max_answer_sentences,
         )
-        extraction = self.verified(extraction, {c.chunk.id: c.chunk for c in context})
+        chunks = {c.chunk.id: c.chunk for c in context}
+        extraction = self.verified(extraction, chunks)
+        short, short_score = self.short_answer(question, extraction, chunks)
         return Answer(
             text=extraction.text,
             citations=tuple(extraction.citations),
             status=extraction.status,
-            short_answer=extraction.short_answer,
+            short_answer=short,
             mode="extractive",
             condensed_query=condensed,
             abstain_reason=extraction.reason,
@@ -176,8 +180,25 @@ class Assistant:
                 "answer": round(elapsed_ms(started) - retrieved_ms, 1),
                 "total": elapsed_ms(started),
             },
-            debug={"confidence": extraction.confidence, "threshold": extraction.threshold, **extraction.signals},
+            debug={
+                "confidence": extraction.confidence,
+                "threshold": extraction.threshold,
+                "short_answer_score": short_score,
+                **extraction.signals,
+            },
         )
+
+    def short_answer(
+        self, question: str, extraction: Extraction, chunks: dict[str, Chunk]
+    ) -> tuple[ShortAnswer | None, float]:
+        """The cited phrase that answers a who/when/how-many question, kept only if it is the stored text there."""
+        if extraction.status == "abstained":
+            return None, 0.0
+        short, score = find_short_answer(question, extraction.citations, chunks)
+        text = self.document_text(short.source) if short else None
+        if short is None or (text is not None and text[short.start : short.end] != short.text):
+            return None, 0.0
+        return short, score
 
     def earlier_answer_chunks(self, history: Sequence[Turn], index: BM25Index, *, exclude: set[str]) -> list[Candidate]:
         """The chunks quoted by the previous answer, kept as candidates for a follow-up."""

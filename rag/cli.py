@@ -160,8 +160,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def format_answer(answer: Answer) -> str:
-    """The answer, then its numbered sources with their quotes."""
+    """The answer, its short answer in bold (typer.echo drops the bold off a terminal), then the sources."""
     lines = [answer.text]
+    if answer.short_answer:
+        lines += ["", f"Short answer: {typer.style(answer.short_answer.text, bold=True)} [{answer.short_answer.n}]"]
     if answer.notice:
         lines += ["", f"note: {answer.notice}"]
     if answer.llm_error:
@@ -269,14 +271,14 @@ def eval_(
     from evals.report import text_table, write_report
     from evals.runner import RETRIEVERS, evaluate, load_dataset, prepare_collection
     from rag.assistant import Assistant
+    from rag.lock import EXIT_IN_USE, HomeInUse
 
     if retriever not in RETRIEVERS:
         raise fail(f"unknown retriever '{retriever}' (choose from: {', '.join(RETRIEVERS)})", code=2)
     tty = sys.stderr.isatty()
     try:
-        data = load_dataset(
-            dataset, fmt=fmt, sample=sample, seed=seed, split=split, withhold=withhold
-        )  # every line checked before any work
+        # Every line is checked before any work.
+        data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed, split=split, withhold=withhold)
         settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
         assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
         with progress_bar(enabled=tty) as progress:
@@ -293,6 +295,8 @@ def eval_(
         written = write_report(run, out) if out else []
     except IndexNotFound as exc:
         raise fail(str(exc), code=2) from exc
+    except HomeInUse as exc:  # indexing a dataset's own documents makes this process the home's owner
+        raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
         raise fail(str(exc)) from exc
     if as_json:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 
 # default: derandomized, so `make test` runs the same examples every time and cannot fail at random.
 # deep: fresh random examples, DEEP_FACTOR times as many; a failure prints the example and a @reproduce_failure line.
-DEEP_FACTOR = 20
+DEEP_FACTOR = 10
 settings.register_profile(
     "default",
     deadline=None,

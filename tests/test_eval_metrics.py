@@ -307,3 +307,13 @@ def test_abstention_auc_and_tradeoff_come_from_confidence_alone() -> None:
     ]
     only_answerable = [r for r in rows if r["answerable"]]
     assert abstention_auc(only_answerable) is None and abstention_tradeoff(only_answerable, [0.4]) == []
+
+
+def test_short_answer_metrics_count_only_questions_that_ask_for_one() -> None:
+    rows = graded_rows()
+    why = row(True, correct=True, short_em=None, short_f1=None)  # "why ...?" asks for no short answer
+    with_why = summarize([*rows, why], "hybrid", with_answers=True)
+    alone = summarize(rows, "hybrid", with_answers=True)
+    for key in ("short_answer_em", "short_answer_f1", "short_answer_rate"):
+        assert with_why[key] == alone[key], key
+    assert with_why["answer_accuracy"] != alone["answer_accuracy"]

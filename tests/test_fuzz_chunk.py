@@ -44,7 +44,7 @@ def test_sentence_spans_are_exact_trimmed_ordered_and_single_line(text: str) -> 
     assert " ".join(text[s:e] for s, e in spans).split() == [w for line in text.split("\n") for w in line.split()]
 
 
-@examples(100)
+@examples(60)
 @given(TEXT, st.data())
 def test_sentence_spans_of_a_range_stay_inside_it(text: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text)))
@@ -62,7 +62,7 @@ def test_clean_text_is_idempotent_and_leaves_no_carriage_returns_nuls_or_blank_r
     assert cleaned == cleaned.strip()
 
 
-@examples(100)
+@examples(40)
 @given(st.lists(TEXT, min_size=1, max_size=5))
 def test_cleaned_pages_keep_exact_spans(pages: list[str]) -> None:
     spans, offset = [], 0

@@ -49,7 +49,7 @@ def check(path: Path, data: bytes) -> list[QAItem] | None:
     return items
 
 
-@examples(100)
+@examples(60)
 @given(st.lists(st.one_of(JSON, NEAR_ITEMS, st.just(GOOD)), max_size=5), st.sampled_from(["\n", "\r\n"]))
 def test_random_json_lines_give_items_or_one_dataset_error_line(tmp_path: Path, rows: list, end: str) -> None:
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]

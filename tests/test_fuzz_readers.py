@@ -110,7 +110,7 @@ HTML_SEED = (
 )
 
 
-@examples(20)
+@examples(30)
 @given(st.one_of(*(mutated(seed) for seed in PDF_SEEDS)))
 def test_mutated_pdf_loads_or_fails_in_one_line(tmp_path: Path, data: bytes) -> None:
     check_load(tmp_path / "fuzz.pdf", data)
@@ -134,7 +134,7 @@ DOCX_CASES = st.one_of(
 )
 
 
-@examples(20)
+@examples(30)
 @given(DOCX_CASES)
 def test_mutated_docx_loads_or_fails_in_one_line(tmp_path: Path, data: bytes) -> None:
     check_load(tmp_path / "fuzz.docx", data)
@@ -162,7 +162,7 @@ def html_documents(draw: st.DrawFn) -> bytes:
     return html.encode("utf-8")
 
 
-@examples(25)
+@examples(30)
 @given(st.one_of(html_documents(), mutated(HTML_SEED.encode())))
 def test_generated_and_mutated_html_loads_or_fails_in_one_line(tmp_path: Path, data: bytes) -> None:
     check_load(tmp_path / "fuzz.html", data)

@@ -187,3 +187,17 @@ def test_cli_indexes_the_kept_passages_once_into_their_own_collection(
     again = ensure_indexed(nq.passages, settings=assistant.settings, store=assistant.store)
     assert (again.added, again.updated, again.deleted) == (0, 0, 0) and again.unchanged == len(nq.passages)
     assert len(list(paragraph_folder(assistant.settings).iterdir())) == len(nq.passages)
+
+
+def test_cli_on_a_home_another_process_owns_is_refused_in_one_line(tmp_path: Path) -> None:
+    from test_lock import holding  # pytest puts tests/ on sys.path (no __init__.py)
+
+    from rag.lock import EXIT_IN_USE
+
+    path = oracle_file(tmp_path / "nq.jsonl.gz")
+    home = tmp_path / "home"
+    with holding(home, "owner"):
+        result = CliRunner().invoke(app, ["eval", "--format", "nq-open", str(path)], env={"RAG_HOME": str(home)})
+    assert result.exit_code == EXIT_IN_USE, result.stderr
+    assert result.stderr.count("\n") == 1 and "is in use by `rag chat`" in result.stderr
+    assert not (home / "evals").exists()  # refused before a passage file was written

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 
 from rag.markers import MARKER
-from rag.types import Answer, Citation, Document, DocumentInfo
+from rag.types import Answer, Citation, Document, DocumentInfo, ShortAnswer
 
 # The whole-document view embeds the text in the page; beyond this many characters around the quote,
 # the Documents tab's reader is the place to read on.
@@ -84,12 +84,22 @@ def unique_by_n(citations: Sequence[Citation]) -> list[Citation]:
     return [seen[n] for n in sorted(seen)]
 
 
-def highlighted(text: str, start: int, end: int, *, window: int) -> str:
-    """HTML of text around [start:end] with that span in <mark>; elided ends are shown as …."""
+def marked(text: str, start: int, end: int, strong: ShortAnswer | None, offset: int = 0) -> str:
+    """Escaped text[start:end], the short answer (at text offset + its start) in <strong> when it lies inside."""
+    if strong is None:
+        return escape(text[start:end])
+    a, b = strong.start - offset, strong.end - offset
+    if not (start <= a < b <= end and text[a:b] == strong.text):
+        return escape(text[start:end])
+    return f'{escape(text[start:a])}<strong class="short-answer">{escape(text[a:b])}</strong>{escape(text[b:end])}'
+
+
+def highlighted(text: str, start: int, end: int, *, window: int, strong: ShortAnswer | None = None) -> str:
+    """HTML of text around [start:end] with that span in <mark>, the short answer in bold; elided ends are …."""
     left, right = max(0, start - window), min(len(text), end + window)
     before = ("…" if left else "") + escape(text[left:start])
     after = escape(text[end:right]) + ("…" if right < len(text) else "")
-    return f"{before}<mark>{escape(text[start:end])}</mark>{after}"
+    return f"{before}<mark>{marked(text, start, end, strong)}</mark>{after}"
 
 
 def citation_meta(citation: Citation, document: Document | None) -> str:
@@ -102,21 +112,24 @@ def citation_meta(citation: Citation, document: Document | None) -> str:
     return " · ".join(bits)
 
 
-def citation_html(citation: Citation, turn: int, document: Document | None, *, is_open: bool) -> str:
-    """One entry of the Sources panel: the quote in its context, and the whole document on demand."""
+def citation_html(
+    citation: Citation, turn: int, document: Document | None, *, is_open: bool, short: ShortAnswer | None = None
+) -> str:
+    """One entry of the Sources panel: the quote in its context (the short answer in bold), the document on demand."""
     meta = escape(citation_meta(citation, document))
     flag = "" if citation.is_supported else '<span class="unsupported">not verified</span>'
     is_in_place = document is not None and document.text[citation.start : citation.end] == citation.quote
     if is_in_place:
         assert document is not None
-        context = highlighted(document.text, citation.start, citation.end, window=CONTEXT_CHARS)
-        full = highlighted(document.text, citation.start, citation.end, window=DOC_WINDOW_CHARS)
+        context = highlighted(document.text, citation.start, citation.end, window=CONTEXT_CHARS, strong=short)
+        full = highlighted(document.text, citation.start, citation.end, window=DOC_WINDOW_CHARS, strong=short)
         reader = (
             f'<details class="doc"><summary>Read the whole document ({len(document.text):,} characters)</summary>'
             f'<div class="doc-text">{full}</div></details>'
         )
     else:  # the document text is not on this machine (another client's ingest): show the quote alone
-        context, reader = f"<mark>{escape(citation.quote)}</mark>", ""
+        quote = marked(citation.quote, 0, len(citation.quote), short, offset=citation.start)
+        context, reader = f"<mark>{quote}</mark>", ""
     return (
         f'<details class="cite" id="{anchor(turn, citation.n)}"{" open" if is_open else ""}>'
         f'<summary><span class="n">[{citation.n}]</span> {meta} {flag}</summary>'
@@ -134,8 +147,9 @@ def turn_sources_html(question: str, answer: Answer, turn: int, lookup: Callable
     elif not answer.citations:
         body = '<div class="empty">This answer cites no sources.</div>'
     else:
+        short = answer.short_answer
         body = "".join(
-            citation_html(c, turn, lookup(c.source), is_open=i == 0)
+            citation_html(c, turn, lookup(c.source), is_open=i == 0, short=short if short and short.n == c.n else None)
             for i, c in enumerate(unique_by_n(answer.citations))
         )
     notice = f'<div class="notice"><b>Note:</b> {escape(answer.notice)}</div>' if answer.notice else ""

@@ -151,10 +151,19 @@ def target_lines(run: EvalRun, targets: list[Target]) -> str:
     return "\n".join(lines)
 
 
-def compare_run(data: Dataset, settings: Settings, embeddings: LocalEmbeddings, report: str) -> tuple[EvalRun, str]:
-    """Index the dataset's collection (cached), run it with every retriever, write its report; and the timings."""
+def compare_run(
+    data: Dataset, settings: Settings, embeddings: LocalEmbeddings, report: str, corpus: Path | None = None
+) -> tuple[EvalRun, str]:
+    """Index, run with every retriever, write the report; returns the run and a line on the timings.
+
+    The collection is filled from the dataset's own documents or from a corpus folder, once (cached in HOME).
+    """
+    from ingest import ingest_paths
+
     assistant = Assistant(settings, embeddings=embeddings)
     started = time.monotonic()
+    if corpus is not None:
+        ingest_paths([corpus], settings=settings, store=assistant.store)
     prepare_collection(data, assistant)
     index_s = time.monotonic() - started
     started = time.monotonic()
@@ -234,8 +243,6 @@ def run_rtqa(embeddings: LocalEmbeddings) -> str:
     """RealTimeQA 2022: news quiz questions over the week's articles, and the last week's over the others only."""
     if not RTQA.exists():
         return f"### RealTimeQA 2022\n\nSkipped: {RTQA} is not there."
-    from ingest import ingest_paths
-
     sections = []
     for questions, folder, collection, targets in (
         ("rtqa.jsonl", "corpus", "rtqa2022", RTQA_TARGETS),
@@ -243,28 +250,16 @@ def run_rtqa(embeddings: LocalEmbeddings) -> str:
     ):
         data = load_dataset(RTQA / questions)
         settings = Settings(home=HOME, collection=collection)
-        started = time.monotonic()
-        ingest_paths([RTQA / folder], settings=settings, store=Assistant(settings, embeddings=embeddings).store)
-        ingest_s = time.monotonic() - started
-        run, timing = compare_run(data, settings, embeddings, f"eval-{collection}")
+        run, timing = compare_run(data, settings, embeddings, f"eval-{collection}", corpus=RTQA / folder)
         n, answerable = len(run.per_question), sum(q["answerable"] for q in run.per_question)
-        sections.append(f"""#### `{questions}` over `{folder}/` ({n} questions, {answerable} answerable)
-
-{retrieval_table(run) if answerable else "All unanswerable: no ranking metrics."}
-
-Answers (`Assistant.ask`, {run.config["mode"]}, k = {run.config["k"]}):
-
-{answer_table(run)}
-
-{lead_table(run) if answerable else ""}
-
-{ceiling_line(run) if answerable else ""}
-
-Targets (issue 11):
-
-{target_lines(run, targets)}
-
-Ingest check {ingest_s:.0f} s; {timing}""")
+        parts = [f"#### `{questions}` over `{folder}/` ({n} questions, {answerable} answerable)"]
+        if answerable:
+            parts.append(retrieval_table(run))
+        parts += [f"Answers (`Assistant.ask`, {run.config['mode']}, k = {run.config['k']}):", answer_table(run)]
+        if answerable:
+            parts += [lead_table(run), ceiling_line(run)]
+        parts += ["Targets (issue 11):", target_lines(run, targets), timing]
+        sections.append("\n\n".join(parts))
     return "### RealTimeQA 2022 (news, evaluation only)\n\n" + "\n\n".join(sections)
 
 
