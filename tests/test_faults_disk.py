@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
-from ingest import ingest_paths
 from ingest.index import make_record_manager
 from ingest.load import find_files
 from rag.embeddings import LocalEmbeddings
@@ -58,7 +57,7 @@ class Room:
 
 
 @pytest.fixture(params=["tmpfs", "rlimit"])
-def room(request: pytest.FixtureRequest, tmp_path: Path, embeddings: LocalEmbeddings) -> Iterator[Room]:
+def room(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Room]:
     """A home holding the seed corpus, then almost full."""
     mount = tmp_path / "mnt"
     mount.mkdir()
@@ -70,8 +69,11 @@ def room(request: pytest.FixtureRequest, tmp_path: Path, embeddings: LocalEmbedd
         if made.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({made.stderr.strip()}); the rlimit case still runs")
     try:
-        settings = Settings(home=home)
-        assert ingest_paths([CORPUS], settings=settings, store=Store(settings, embeddings)).chunks > 0
+        # In a process of its own: an embedded ingest makes its process the home's owner until it exits.
+        seeded = subprocess.run(
+            [RAG, "ingest", str(CORPUS)], env=os.environ | {"RAG_HOME": str(home)}, capture_output=True, timeout=600
+        )
+        assert seeded.returncode == 0, seeded.stderr
         if request.param == "tmpfs":
             ballast = mount / "ballast"
             ballast.write_bytes(b"\0" * (shutil.disk_usage(mount).free - ROOM))
