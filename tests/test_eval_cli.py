@@ -64,7 +64,7 @@ def test_json_has_exactly_the_metric_keys_plus_per_question_config_and_compare(
     assert ratios["answer_words"] == pytest.approx(metrics["answer_words"] / words[1])
     assert metrics["ceiling"]["answer_accuracy_of_ceiling"] == metrics["answer_accuracy"]
     follow_up = next(q for q in metrics["per_question"] if q["question"] == "How many officers did it send in June?")
-    assert follow_up["correct"] and "400" in follow_up["got"] and follow_up["status"] == "answered"
+    assert follow_up["correct"] and "400" in follow_up["got"] and follow_up["status"] in ("answered", "uncertain")
     assert set(follow_up["hit_rank"]) == set(RETRIEVERS)
 
 
