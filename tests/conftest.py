@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 os.environ.update(
@@ -26,6 +23,8 @@ os.environ.update(
 for _name in [n for n in os.environ if n.startswith("RAG_") or n in ("OPENAI_BASE_URL", "OPENAI_API_KEY")]:
     del os.environ[_name]
 
+from evals.bench.load import free_port  # noqa: E402
+from evals.bench.load import wait_for as wait_until_up  # noqa: E402
 from rag.assistant import Assistant  # noqa: E402
 from rag.embeddings import LocalEmbeddings  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -41,28 +40,6 @@ date: 2024-03-03
 The Zephyr Municipal Library in Port Aurelia opened on 3 March 2024 with 48,000 books on its shelves.
 The building was designed by the architect Ines Marlow and has a reading garden on the roof.
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the OS says is free."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll url until it answers 2xx, failing fast if the process dies."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
-        try:
-            if httpx.get(url, timeout=2).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not come up in {timeout_s}s")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, free_port, wait_until_up
+from test_ingest_interrupt import committed_records
 
 from ingest.index import INDEX_BATCH, make_record_manager, read_document
 from ingest.load import find_files
@@ -68,15 +68,6 @@ def server(tmp_path: Path) -> Iterator[ChromaServer]:
         yield chroma
     finally:
         chroma.kill()
-
-
-def committed_records(home: Path) -> int:
-    """Chunks the record manager has committed so far (0 before its table exists)."""
-    try:
-        with sqlite3.connect(home / "records.sqlite", timeout=5) as db:
-            return int(db.execute("SELECT count(*) FROM upsertion_record").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
 
 
 def write_bulletins(folder: Path, count: int) -> Path:

@@ -67,7 +67,7 @@ def free_port() -> int:
 
 
 def wait_for(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll url until it answers 2xx."""
+    """Poll url until it answers 2xx, failing fast if the process dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
