@@ -13,7 +13,7 @@ from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_
 from rag.markers import cite
 from rag.prompts import ABSTAIN, UNCERTAIN
 from rag.text import sentence_spans
-from rag.types import AnswerStatus, Candidate, Chunk, Citation, ShortAnswer
+from rag.types import AnswerStatus, Candidate, Chunk, Citation
 
 NUMBER_WORDS = frozenset(
     [
@@ -208,7 +208,6 @@ class Extraction:
     threshold: float
     signals: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
-    short_answer: ShortAnswer | None = None
 
 
 @dataclass

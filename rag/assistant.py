@@ -222,9 +222,7 @@ class Assistant:
         if len(kept) == len(extraction.citations):
             return extraction
         if not kept:
-            return replace(
-                extraction, text=ABSTAIN, citations=[], status="abstained", reason=STALE_CITATIONS, short_answer=None
-            )
+            return replace(extraction, text=ABSTAIN, citations=[], status="abstained", reason=STALE_CITATIONS)
         renumbered = [c.model_copy(update={"n": n}) for n, c in enumerate(kept, start=1)]
         return replace(extraction, text=answer_text(extraction.status, renumbered), citations=renumbered)
 
