@@ -1,4 +1,4 @@
-"""Regression gates on a corpus where wrong code scores lower: 45 SQuAD paragraphs (5 near-duplicate mirrors).
+"""Regression gates on a corpus where wrong code scores lower: 40 SQuAD paragraphs and 4 near-duplicate mirrors.
 
 The seed corpus has 3 chunks, so any retriever finds everything in its top 5. Here 48 chunks of four articles
 compete, mirrors crowd the ranking, and 16 of the 56 questions have no answer, so recall@1, MRR and the answer
