@@ -13,7 +13,6 @@ import pytest
 from stub_llm import base_url, stub_llm
 from test_ui_app import ANSWER_TIMEOUT_MS, ask, last_answer, open_tab, running_app
 
-from evals.bench.ui import CHROMIUM, CHROMIUM_FLAGS
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
@@ -73,16 +72,6 @@ def app_url(hostile_home: Path, embeddings: LocalEmbeddings) -> Iterator[str]:
         settings = Settings(home=hostile_home, llm_base_url=base_url(server), llm_model="stub", llm_max_retries=0)
         with running_app(settings, embeddings) as url:
             yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @contextmanager

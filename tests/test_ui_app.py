@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from conftest import ARTIFACTS, CORPUS, LIBRARY_DOC, free_port, wait_until_up
 
-from evals.bench.ui import CHROMIUM, CHROMIUM_FLAGS
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.prompts import NOTICE_LLM_FAILED
@@ -65,16 +64,6 @@ def ui_home(seeded_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def app_url(ui_home: Path, embeddings: LocalEmbeddings) -> Iterator[str]:
     with running_app(Settings(home=ui_home), embeddings) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @contextmanager
