@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -13,6 +14,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, load_bm25, sentence_terms, term_weights, tokenize
+from rag.dates import DateScope, TimeWindow, chunk_date, require_date, resolve_as_of, time_window
 from rag.store import Store, chunk_to_metadata
 from rag.types import Candidate, Chunk, IndexNotFound
 
@@ -50,12 +52,49 @@ class RerankWeights:
         return self.bm25 * bm25 + self.sentence * sentence + self.joint * joint
 
 
-def chroma_where(where: dict[str, str] | None) -> dict[str, Any] | None:
-    """Chroma's filter syntax for equality on metadata fields such as source and title."""
-    if not where:
+# Keys of `where` that bound document dates (YYYY-MM-DD) instead of asking for equality.
+DATE_KEYS = ("since", "until", "as_of")
+
+
+def split_where(where: dict[str, str] | None) -> tuple[dict[str, str], dict[str, date]]:
+    """A `where`'s equality filters, and its date bounds checked as dates (DateError names a malformed one)."""
+    where = where or {}
+    bounds = {key: require_date(where[key], name=key) for key in DATE_KEYS if where.get(key)}
+    return {k: v for k, v in where.items() if k not in DATE_KEYS}, bounds
+
+
+def chroma_where(where: dict[str, str] | None, *, extra: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """Chroma's filter syntax for equality on metadata fields such as source and title, and any extra clauses."""
+    clauses = [{key: value} for key, value in (where or {}).items()] + list(extra)
+    if not clauses:
         return None
-    clauses = [{key: value} for key, value in where.items()]
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass
+class ChunkDates:
+    """The document date of every chunk of one BM25 snapshot, and the collection's date range."""
+
+    of: dict[str, date | None]
+    source_dates: dict[str, date | None] = field(default_factory=dict)
+    oldest: date | None = None
+    newest: date | None = None
+
+    @classmethod
+    def of_chunks(cls, chunks: Sequence[Chunk]) -> ChunkDates:
+        """Read each chunk's date from its metadata."""
+        of = {c.id: chunk_date(c.metadata) for c in chunks}
+        source_dates = {c.source: of[c.id] for c in chunks}
+        known = [d for d in of.values() if d is not None]
+        return cls(of, source_dates, min(known, default=None), max(known, default=None))
+
+    def sources_filter(self, scope: DateScope) -> dict[str, Any] | None:
+        """A Chroma clause on `source` keeping the visible documents (the shorter list), or None when none is."""
+        visible = [s for s, d in self.source_dates.items() if scope.is_visible(d)]
+        hidden = [s for s, d in self.source_dates.items() if not scope.is_visible(d)]
+        if not visible:
+            return None
+        return {"source": {"$nin": hidden}} if len(hidden) < len(visible) else {"source": {"$in": visible}}
 
 
 def matches(chunk: Chunk, where: dict[str, str] | None) -> bool:
@@ -92,6 +131,24 @@ class HybridSearch:
         self.settings = settings
         self.store = store
         self.embeddings = embeddings
+        self._dates: tuple[BM25Index, ChunkDates] | None = None
+
+    def dates(self) -> ChunkDates:
+        """The chunk dates of the current BM25 snapshot (read once per snapshot)."""
+        index = self.bm25()
+        if self._dates is None or self._dates[0] is not index:
+            self._dates = (index, ChunkDates.of_chunks(index.chunks))
+        return self._dates[1]
+
+    def scope(self, query: str, where: dict[str, str] | None = None) -> DateScope:
+        """The dates a query may see: where's since/until/as_of, and the window of its relative time ("this week").
+
+        as_of defaults to today, or to the newest document's date when that is older.
+        """
+        _, bounds = split_where(where)
+        as_of, source = resolve_as_of(bounds.get("as_of"), self.dates().newest)
+        window = time_window(query, as_of)
+        return DateScope(as_of, source, bounds.get("since"), bounds.get("until"), window)
 
     def bm25(self) -> BM25Index:
         """The current BM25 index; raises IndexNotFound when the collection is empty."""
@@ -104,20 +161,36 @@ class HybridSearch:
         """The query's embedding (recent ones are cached: follow-ups and evals repeat them)."""
         return [float(x) for x in self.embeddings.encode_cached([query])[0]]
 
-    def bm25_ranking(self, query: str, n: int, where: dict[str, str] | None = None) -> Ranking:
-        """Top n chunks by BM25, filtered."""
+    def bm25_ranking(
+        self, query: str, n: int, where: dict[str, str] | None = None, scope: DateScope | None = None
+    ) -> Ranking:
+        """Top n chunks by BM25, filtered by equality and, given a scope, by date."""
         index = self.bm25()
-        if not where:
+        if not where and scope is None:
             return index.search(query, n)
         # Filters are rare and corpora small enough to rank everything, then keep the matching chunks.
-        return [(c, s) for c, s in index.search(query, len(index.chunks)) if matches(c, where)][:n]
+        dates = self.dates().of
+        return [
+            (c, s)
+            for c, s in index.search(query, len(index.chunks))
+            if matches(c, where) and (scope is None or scope.is_visible(dates[c.id]))
+        ][:n]
 
-    def vector_ranking(self, query: str, n: int, where: dict[str, str] | None = None) -> Ranking:
-        """Top n chunks by their best sentence's cosine similarity, filtered in Chroma."""
+    def vector_ranking(
+        self, query: str, n: int, where: dict[str, str] | None = None, scope: DateScope | None = None
+    ) -> Ranking:
+        """Top n chunks by their best sentence's cosine similarity, filtered in Chroma (by source for a scope)."""
         index = self.bm25()
-        hits = self.store.query_sentences(self.query_vector(query), n * SENTENCES_PER_CHUNK, where=chroma_where(where))
+        extra = []
+        if scope is not None:
+            if (visible := self.dates().sources_filter(scope)) is None:
+                return []
+            extra.append(visible)
+        found = self.store.query_sentences(
+            self.query_vector(query), n * SENTENCES_PER_CHUNK, where=chroma_where(where, extra=extra)
+        )
         best: dict[str, float] = {}
-        for chunk_id, similarity in hits:  # nearest first, so the first hit of a chunk is its best sentence
+        for chunk_id, similarity in found:  # nearest first, so the first hit of a chunk is its best sentence
             if chunk_id not in best and chunk_id in index.by_id:
                 best[chunk_id] = similarity
         return [(index.by_id[chunk_id], similarity) for chunk_id, similarity in list(best.items())[:n]]
@@ -151,31 +224,64 @@ class HybridSearch:
         return out
 
     def rerank(
-        self, query: str, candidates: list[Candidate], weights: RerankWeights = RerankWeights()
+        self,
+        query: str,
+        candidates: list[Candidate],
+        weights: RerankWeights = RerankWeights(),
+        *,
+        boost: TimeWindow | None = None,
     ) -> list[Candidate]:
-        """Order candidates by BM25 and their best sentences (see RerankWeights)."""
+        """Order candidates by BM25 and their best sentences (see RerankWeights), plus the time window's boost."""
+        dates = self.dates().of if boost is not None else {}
         scored = [
-            candidate.model_copy(update={"rerank_score": weights.score(features)})
+            candidate.model_copy(
+                update={
+                    "rerank_score": weights.score(features)
+                    + (self.settings.window_boost if boost and boost.contains(dates[candidate.chunk.id]) else 0.0)
+                }
+            )
             for candidate, features in self.rerank_features(query, candidates)
         ]
         ranked = sorted(scored, key=lambda c: -(c.rerank_score or 0.0))
         return [c.model_copy(update={"rank": rank}) for rank, c in enumerate(ranked, start=1)]
 
     def search(
-        self, query: str, *, k: int, method: Method = "hybrid", where: dict[str, str] | None = None
+        self,
+        query: str,
+        *,
+        k: int,
+        method: Method = "hybrid",
+        where: dict[str, str] | None = None,
+        scope: DateScope | None = None,
     ) -> list[Candidate]:
-        """The k best chunks for the query by the chosen method, with per-retriever ranks and scores."""
+        """The k best chunks for the query by the chosen method, with per-retriever ranks and scores.
+
+        Chunks the date scope hides are never returned; those in its time window are boosted: a BM25 ranking of the
+        window alone joins the fusion, and the re-rank score gains RAG_WINDOW_BOOST.
+        """
         depth = max(k, self.settings.candidates)
+        equality, _ = split_where(where)
+        scope = scope or self.scope(query, where)
+        dates = self.dates()
+        hiding = scope if scope.hides_any(dates.newest) else None
+        window = scope.window if scope.window and any(map(scope.window.contains, dates.of.values())) else None
         rankings: dict[str, Ranking] = {}
         if method in ("hybrid", "bm25"):
-            rankings["bm25"] = self.bm25_ranking(query, depth, where)
+            # With a window, one full ranking serves both: the scope's chunks, then those of the window among them.
+            ranking = self.bm25_ranking(query, len(dates.of) if window else depth, equality, hiding)
+            rankings["bm25"] = ranking[:depth]
+            if window is not None:
+                rankings["window"] = [(c, s) for c, s in ranking if window.contains(dates.of[c.id])][:depth]
         if method in ("hybrid", "vector"):
-            self.bm25()  # same "no index yet" error for every method
-            rankings["vector"] = self.vector_ranking(query, depth, where)
-        weights = {"bm25": self.settings.bm25_weight, "vector": self.settings.vector_weight}
+            rankings["vector"] = self.vector_ranking(query, depth, equality, hiding)
+        weights = {
+            "bm25": self.settings.bm25_weight,
+            "vector": self.settings.vector_weight,
+            "window": self.settings.window_weight,
+        }
         fused = fuse(rankings, weights, rrf_k=self.settings.rrf_k)[:depth]
         if method == "hybrid" and self.settings.rerank:
-            fused = self.rerank(query, fused)
+            fused = self.rerank(query, fused, boost=window)
         return fused[:k]
 
 
