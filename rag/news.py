@@ -85,12 +85,13 @@ def numeric_facts(text: str) -> list[tuple[str, set[str], str]]:
 
 
 def find_conflicts(citations: Sequence[Citation]) -> list[Conflict]:
-    """Counts that cited sentences of different documents give differently for the same thing, newest marked."""
+    """Counts that cited sentences of different dated documents give differently for the same thing, newest marked."""
     conflicts: list[Conflict] = []
     seen: set[tuple[int, int]] = set()
     for i, a in enumerate(citations):
         for b in citations[i + 1 :]:
-            if a.source == b.source or (a.n, b.n) in seen:
+            # Undated sources (encyclopedias, notes) state facts, not reports of a moment: only dated ones compete.
+            if a.source == b.source or a.date is None or b.date is None or (a.n, b.n) in seen:
                 continue
             if overlap(content_words(a.quote), content_words(b.quote)) < SAME_TOPIC:
                 continue

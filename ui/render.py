@@ -110,7 +110,8 @@ def citation_meta(citation: Citation, document: Document | None) -> str:
     bits = [citation.title or citation.source]
     if citation.page is not None:
         bits.append(f"p. {citation.page}")
-    bits.append(citation.date or "undated")
+    # A citation made before dates existed has none of its own; the document may.
+    bits.append(citation.date or (document.metadata.get("date") if document else None) or "undated")
     return " · ".join(bits)
 
 
