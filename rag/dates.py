@@ -152,7 +152,6 @@ class TimeWindow:
     end: date | None
     phrase: str = ""
     is_latest: bool = False
-    is_default: bool = False  # no phrase: the recency window RAG_RECENCY_DAYS gives every question
 
     def contains(self, day: date | None) -> bool:
         """True when a document of this date falls in the window (an undated one never does)."""
@@ -184,11 +183,6 @@ RELATIVE = re.compile(
     rf"|\bin (?P<year>(?:19|20)\d\d)\b",
     re.IGNORECASE,
 )
-
-
-def recent_window(as_of: date, days: int) -> TimeWindow:
-    """The last `days` days up to as_of: the window of a question that names no time."""
-    return TimeWindow(as_of - timedelta(days=days - 1), as_of, f"the last {days} days", is_default=True)
 
 
 def month_end(year: int, month: int) -> date:

@@ -42,8 +42,7 @@ AS_OF = "As of {day}: "
 
 def is_time_sensitive(question: str, scope: DateScope | None) -> bool:
     """True when the question is about a moment: a relative-time window, or words such as 'now' or 'still'."""
-    has_window = scope is not None and scope.window is not None and not scope.window.is_default
-    return has_window or bool(TIME_SENSITIVE.search(question))
+    return bool(scope is not None and scope.window is not None) or bool(TIME_SENSITIVE.search(question))
 
 
 def is_timeline_question(question: str) -> bool:

@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, load_bm25, sentence_terms, term_weights, tokenize
-from rag.dates import DateScope, TimeWindow, chunk_date, recent_window, require_date, resolve_as_of, time_window
+from rag.dates import DateScope, TimeWindow, chunk_date, require_date, resolve_as_of, time_window
 from rag.store import Store, chunk_to_metadata
 from rag.types import Candidate, Chunk, IndexNotFound
 
@@ -180,8 +180,6 @@ class HybridSearch:
         _, bounds = split_where(where)
         as_of, source = resolve_as_of(bounds.get("as_of"), self.dates().newest)
         window = time_window(query, as_of)
-        if window is None and self.settings.recency_days:
-            window = recent_window(as_of, self.settings.recency_days)
         return DateScope(as_of, source, bounds.get("since"), bounds.get("until"), window)
 
     def bm25(self) -> BM25Index:
@@ -273,10 +271,6 @@ class HybridSearch:
             out.append((candidate, ((candidate.bm25_score or 0.0) / top_bm25, best, joint)))
         return out
 
-    def window_boost(self, window: TimeWindow) -> float:
-        """The re-rank bonus of a candidate in the window: the question's own, or the default recency one."""
-        return self.settings.recency_boost if window.is_default else self.settings.window_boost
-
     def rerank(
         self,
         query: str,
@@ -291,7 +285,7 @@ class HybridSearch:
             candidate.model_copy(
                 update={
                     "rerank_score": weights.score(features)
-                    + (self.window_boost(boost) if boost and boost.contains(dates[candidate.chunk.id]) else 0.0)
+                    + (self.settings.window_boost if boost and boost.contains(dates[candidate.chunk.id]) else 0.0)
                 }
             )
             for candidate, features in self.rerank_features(query, candidates)

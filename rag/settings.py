@@ -85,14 +85,6 @@ class Settings(BaseSettings):
     window_boost: float = Field(
         default=0.3, ge=0, description="Added to the re-rank score of a candidate dated in the question's time window."
     )
-    recency_days: int = Field(
-        default=0,
-        ge=0,
-        description="A question that names no time gets a window of this many days up to its as_of (0: none).",
-    )
-    recency_boost: float = Field(
-        default=0.0, ge=0, description="Added to the re-rank score of a candidate in that recency window."
-    )
 
     # Answers
     mode: AnswerMode = Field(
