@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from signals import default_sigint
+
 from rag.cli import INTERRUPTED
 
 STARTUP_S = 120.0  # imports on a loaded machine; the wait ends as soon as the CLI is where the test needs it
@@ -40,6 +42,7 @@ def test_ctrl_c_while_a_command_waits_exits_130_with_one_line(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=default_sigint,
     )
     writer = open_writer_once_read(fifo, proc)
     try:
