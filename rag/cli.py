@@ -107,8 +107,6 @@ def ingest(
             report = ingest_paths(
                 paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
             )
-    except KeyboardInterrupt as exc:  # anywhere, imports and model loading included
-        raise fail(INTERRUPTED, code=EXIT_INTERRUPTED) from exc
     except HomeInUse as exc:
         raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
@@ -408,4 +406,10 @@ def main() -> None:
 
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        # Typer ends any command that Ctrl-C reaches, at whatever point, with 130 and no word; say what it means.
+        if done.code == EXIT_INTERRUPTED:
+            typer.echo(f"error: {INTERRUPTED}", err=True)
+        raise
