@@ -223,17 +223,22 @@ def dated_answer(
     if answer.abstained or answer.mode == "corpus":
         return answer.model_copy(update=update)
     text, citations = answer.text, list(answer.citations)
+    short = answer.short_answer
+    is_timeline = False
     if timeline_from is not None:
         lines, dated = timeline(timeline_from, is_cited)
         if len(dated) >= 2:
-            text, citations = lines, dated
+            # The timeline renumbers the citations, and answers no single name or number: no short answer.
+            text, citations, short, is_timeline = lines, dated, None, True
             update["debug"] = {**update["debug"], "timeline": True}  # type: ignore[dict-item]
+    if short is not None:
+        short = short.model_copy(update={"date": next((c.date for c in citations if c.n == short.n), None)})
     citations += disagreeing(citations, answer.candidates, is_cited)
     conflicts = find_conflicts(citations)
     days = {d for c in citations if (d := citation_date(c)) is not None}
-    if days and (is_time_sensitive(question, scope) or len(days) > 1) and not text.startswith("- "):
+    if days and not is_timeline and (is_time_sensitive(question, scope) or len(days) > 1):
         text = say_when(text, max(days))
     if conflicts:
         text += "\n\n" + "\n".join(describe_conflict(c) for c in conflicts)
-    update |= {"text": text, "citations": tuple(citations), "conflicts": tuple(conflicts)}
+    update |= {"text": text, "citations": tuple(citations), "conflicts": tuple(conflicts), "short_answer": short}
     return answer.model_copy(update=update)

@@ -122,6 +122,7 @@ class ShortAnswer(BaseModel):
     chunk_id: str
     start: int = Field(ge=0, description="Character offset of the phrase in the cleaned document text.")
     end: int = Field(ge=0)
+    date: str | None = Field(default=None, description="The cited document's date, YYYY-MM-DD, or None.")
 
 
 class ConflictValue(BaseModel):

@@ -160,6 +160,8 @@ def test_a_rival_count_in_an_uncited_report_is_cited_not_dropped(news: Assistant
     values = {v.value: v for v in answer.conflicts[0].values}
     assert set(values) == {"12", "19"} and values["19"].is_newest
     assert {values["12"].date, values["19"].date} == {"2025-03-10", "2025-03-12"}
+    short = answer.short_answer
+    assert short is not None and short.date == next(c.date for c in answer.citations if c.n == short.n)
     # An earlier as_of hides the update: one report, one count, no conflict.
     assert news.ask(INJURED, as_of=date(2025, 3, 11)).conflicts == ()
 
@@ -197,6 +199,7 @@ def test_a_timeline_question_gets_dated_cited_lines_in_date_order(news: Assistan
     assert [c.date for c in answer.citations] == sorted(c.date or "" for c in answer.citations)
     assert all(f"[{c.n}]" in line and c.quote in line for c, line in zip(answer.citations, lines, strict=True))
     assert not any("Lindqvist" in line for line in lines)  # off-topic documents stay out
+    assert answer.short_answer is None  # the citations were renumbered; a timeline is no single phrase
 
 
 def test_the_chat_shows_citation_dates_and_the_time_window(news: Assistant) -> None:
