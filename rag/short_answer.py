@@ -18,7 +18,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.answer import answer_type_terms
 from rag.bm25 import QUERY_STOPWORDS, tokenize
 from rag.types import Chunk, Citation, ShortAnswer
 
@@ -242,6 +241,14 @@ KIND_RULES: dict[Kind, frozenset[str]] = {
     "time": frozenset({"time"}),
     "number": frozenset({"number"}),
 }
+
+
+TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
+
+
+def answer_type_terms(question: str) -> set[str]:
+    """The noun naming what is asked for ('which city', 'what month'): the answer states it, not names it."""
+    return {term for noun in TYPE_NOUN.findall(question) for term in tokenize(noun, drop=QUERY_STOPWORDS)}
 
 
 def asks_for_short_answer(question: str) -> Kind | None:
