@@ -125,6 +125,11 @@ CONFIDENCE_FEATURES = (
     "agree",  # BM25 and the vectors both rank the top chunk first
     "next_logit",  # the best sentence left out (a strong one means the choice is a toss-up)
 )
+# Relevance reads only how well retrieval matched, never the question's wording: on NQ-open dev (2-fold) these
+# three abstain on 0.29 of the unanswerable questions at the refusal limit, all CONFIDENCE_FEATURES on 0.13 (their
+# many weights, on 119 unanswerable questions, took odd signs, and lexical coverage refuses paraphrases).
+RELEVANCE_FEATURES = ("bias", "cosine", "rerank")
+RELEVANCE_COLUMNS = [CONFIDENCE_FEATURES.index(name) for name in RELEVANCE_FEATURES]
 NO_NEXT_LOGIT = -5.0  # next_logit when every sentence was chosen
 POOL = 8  # sentences, best first, that the choice considers
 
@@ -134,7 +139,7 @@ class AnswerModel:
     """The fitted weights of extractive answering.
 
     - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
-    - `relevance`: logistic weights over CONFIDENCE_FEATURES, P(the documents hold the answer at all), compared
+    - `relevance`: logistic weights over RELEVANCE_FEATURES, P(the documents hold the answer at all), compared
       with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
       compared with Settings.answer_threshold: at or above it the answer is `answered`, else `uncertain`;
@@ -164,22 +169,7 @@ class AnswerModel:
         1.01,
         -0.98,
     )
-    relevance: tuple[float, ...] = (
-        -3.815,
-        0.133,
-        0.233,
-        2.182,
-        -0.579,
-        -0.068,
-        1.156,
-        2.084,
-        1.475,
-        0.635,
-        -0.528,
-        0.016,
-        -0.431,
-        0.177,
-    )
+    relevance: tuple[float, ...] = (-4.775, 2.229, 2.53)
     confidence: tuple[float, ...] = (
         -3.053,
         0.389,
@@ -499,7 +489,7 @@ def extract_answer(
     )
     if evidence is None:
         return Extraction(ABSTAIN, [], "abstained", 0.0, abstain_threshold, reason="no matching passages")
-    relevance = logistic(evidence.features, model.relevance)
+    relevance = logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance)
     confidence = logistic(evidence.features, model.confidence)
     status = grade(relevance, confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
     signals = {**evidence.signals, "answer_confidence": confidence, "answer_threshold": answer_threshold}

@@ -7,11 +7,11 @@ RAG_HOME/evals/fit-answer, keyed by the collection's revision, so reruns only re
 1. the sentence model: logistic regression of "this sentence holds a gold answer" over SENTENCE_FEATURES;
 2. the word budget and the price of a word (AnswerModel.max_words, word_cost), on NQ-open dev: the most gold
    answers no longer than the lead-2 baseline (the first 2 sentences of the top chunk) of the same questions;
-3. two question-level logistic regressions over CONFIDENCE_FEATURES: relevance, "the question is answerable from
-   the documents", and confidence, "the chosen sentences hold a gold answer" (0 for every unanswerable question);
-   then the abstain threshold (on relevance) and the answer threshold (on confidence) that meet the targets on
-   the dev data.
-NQ-open's test half is never read here.
+3. two question-level logistic regressions: relevance (over RELEVANCE_FEATURES), "the question is answerable from
+   the documents", and confidence (over CONFIDENCE_FEATURES), "the chosen sentences hold a gold answer" (0 for
+   every unanswerable question); then the abstain threshold (on relevance) and the answer threshold (on
+   confidence) that meet the targets on the dev data.
+NQ-open's test half is never fitted on (`--nq-test-sample` only reports on it, after every choice is made).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from evals.nq import NQ_FORMAT
 from evals.runner import Dataset, load_dataset, prepare_collection
 from rag.answer import (
     CONFIDENCE_FEATURES,
+    RELEVANCE_COLUMNS,
+    RELEVANCE_FEATURES,
     SENTENCE_FEATURES,
     AnswerModel,
     Evidence,
@@ -237,7 +239,7 @@ def answer_all(records: Sequence[Record], model: AnswerModel) -> list[Outcome]:
             continue
         text = " ".join(s.text for s in evidence.chosen)
         relevance, confidence = (
-            logistic(evidence.features, model.relevance),
+            logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance),
             logistic(evidence.features, model.confidence),
         )
         out.append(Outcome(record, evidence, holds_gold(text, record), words(text), relevance, confidence))
@@ -292,7 +294,8 @@ def fit_confidence(outcomes: Sequence[Outcome], label: str) -> tuple[float, ...]
         for o in outcomes
         if o.evidence is not None and (o.record.item.answerable or o.record.dataset in REAL_QUESTIONS)
     ]
-    x = np.vstack([o.evidence.features for o in scored if o.evidence is not None])
+    columns = RELEVANCE_COLUMNS if label == "answerable" else slice(None)
+    x = np.vstack([o.evidence.features[columns] for o in scored if o.evidence is not None])
     y = np.asarray([float(o.gold if label == "gold" else o.record.item.answerable) for o in scored])
     beta = fit_logistic(x, y, np.ones(len(scored)))
     return tuple(round(float(b), 3) for b in beta)
@@ -386,8 +389,9 @@ def main(argv: Sequence[str]) -> None:
     print("questions:", {name: len(rs) for name, rs in by_dataset.items()})
     # The budget is tuned on NQ dev when given (the real-question target), else on everything.
     tuning = by_dataset.get("nq-dev", records)
-    unfitted = (0.0,) * len(CONFIDENCE_FEATURES)  # the grading models are fitted after the sentence choice
-    model = AnswerModel(sentence=fit_sentences(records), relevance=unfitted, confidence=unfitted)
+    # The grading models are fitted after the sentence choice.
+    unfitted = {"relevance": (0.0,) * len(RELEVANCE_FEATURES), "confidence": (0.0,) * len(CONFIDENCE_FEATURES)}
+    model = AnswerModel(sentence=fit_sentences(records), **unfitted)
     lead2 = mean([words(lead_text(r, 2)) for r in tuning if r.item.answerable])
     print(f"sentence model: {dict(zip(SENTENCE_FEATURES, model.sentence, strict=True))}")
     print(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
@@ -396,7 +400,7 @@ def main(argv: Sequence[str]) -> None:
     model = replace(
         model, relevance=fit_confidence(outcomes, "answerable"), confidence=fit_confidence(outcomes, "gold")
     )
-    print(f"relevance model: {dict(zip(CONFIDENCE_FEATURES, model.relevance, strict=True))}")
+    print(f"relevance model: {dict(zip(RELEVANCE_FEATURES, model.relevance, strict=True))}")
     print(f"confidence model: {dict(zip(CONFIDENCE_FEATURES, model.confidence, strict=True))}")
     outcomes = answer_all(records, model)
     tuned = [o for o in outcomes if o.record.dataset in REAL_QUESTIONS] or outcomes
