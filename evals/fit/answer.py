@@ -390,8 +390,11 @@ def main(argv: Sequence[str]) -> None:
     # The budget is tuned on NQ dev when given (the real-question target), else on everything.
     tuning = by_dataset.get("nq-dev", records)
     # The grading models are fitted after the sentence choice.
-    unfitted = {"relevance": (0.0,) * len(RELEVANCE_FEATURES), "confidence": (0.0,) * len(CONFIDENCE_FEATURES)}
-    model = AnswerModel(sentence=fit_sentences(records), **unfitted)
+    model = AnswerModel(
+        sentence=fit_sentences(records),
+        relevance=(0.0,) * len(RELEVANCE_FEATURES),
+        confidence=(0.0,) * len(CONFIDENCE_FEATURES),
+    )
     lead2 = mean([words(lead_text(r, 2)) for r in tuning if r.item.answerable])
     print(f"sentence model: {dict(zip(SENTENCE_FEATURES, model.sentence, strict=True))}")
     print(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
