@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from evals.dataset import QAItem, load_jsonl
-from evals.metrics import contains_answer
+from evals.metrics import best_f1, contains_answer
 from evals.nq import NQ_FORMAT
 from evals.runner import Dataset, load_dataset, prepare_collection
 from rag.answer import (
@@ -47,8 +47,9 @@ from rag.answer import (
 from rag.assistant import Assistant
 from rag.prompts import UNCERTAIN
 from rag.settings import Settings
+from rag.short_answer import asks_for_short_answer, find_short_answer
 from rag.text import sentence_spans
-from rag.types import Candidate
+from rag.types import Candidate, Citation
 
 SQUAD_BENCH_SAMPLE, SQUAD_BENCH_SEED = 500, 0  # the benchmark's sample: kept out of the fit
 L2 = 1.0
@@ -345,6 +346,22 @@ def choose_thresholds(outcomes: Sequence[Outcome]) -> tuple[float, float]:
     return abstain, 1.0
 
 
+def short_answer_f1(answerable: Sequence[Outcome], abstain: float) -> float:
+    """Short-answer F1 as `rag eval` counts it, from the chosen sentences as `ask` cites them."""
+    scores = []
+    for o in answerable:
+        question = o.record.item.question
+        if asks_for_short_answer(question) is None:
+            continue
+        short = None
+        if o.evidence is not None and o.relevance >= abstain:
+            chosen = sorted(o.evidence.chosen, key=lambda s: s.doc_span)
+            citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
+            short, _ = find_short_answer(question, citations, {s.chunk.id: s.chunk for s in chosen})
+        scores.append(best_f1(short.text, o.record.item.answers) if short else 0.0)
+    return mean(scores)
+
+
 def report(name: str, outcomes: Sequence[Outcome], abstain: float, answer: float) -> None:
     """One dataset's dev numbers under the chosen model and thresholds, with the lead baselines."""
     answerable = [o for o in outcomes if o.record.item.answerable]
@@ -354,6 +371,7 @@ def report(name: str, outcomes: Sequence[Outcome], abstain: float, answer: float
     length = mean([o.words + (words(UNCERTAIN) if o.confidence < answer else 0) for o in replied])
     print(f"{name} ({len(answerable)} answerable, {len(outcomes) - len(answerable)} unanswerable): {line}")
     print(f"  answer words {length:.1f}; chosen sentences hold gold {mean([o.gold for o in answerable]):.3f}")
+    print(f"  short answer F1 {short_answer_f1(answerable, abstain):.3f} (questions that ask for one; 0 when none)")
     for n in (1, 2, 3):
         leads = [lead_text(o.record, n) for o in answerable]
         gold = mean([holds_gold(text, o.record) for text, o in zip(leads, answerable, strict=True)])
