@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import numpy as np
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, sentence_terms, term_weights, tokenize
 from rag.markers import cite
 from rag.prompts import ABSTAIN, UNCERTAIN
+from rag.short_answer import answer_type_terms, asks_for_short_answer, score_candidates
 from rag.text import sentence_spans
 from rag.types import AnswerStatus, Candidate, Chunk, Citation
 
@@ -104,19 +106,32 @@ SENTENCE_FEATURES = (
     "words",  # log(1 + words)
     "type_ok",  # the question asks for a number/time/name and the sentence holds one
     "type_missing",  # it asks for one and the sentence holds none
+    "short",  # the short-answer model's best phrase in it (rag.short_answer), for who/when/where/how-many questions
+    "short_missing",  # the question asks for a short answer and the sentence holds no candidate phrase
 )
 CONFIDENCE_FEATURES = (
     "bias",
     "best_logit",  # the best sentence's score (log-odds that it holds the answer)
     "chosen_probability",  # chance that at least one chosen sentence holds it
-    "cosine",  # best sentence cosine
-    "lexical",  # best sentence lexical coverage
+    "cosine",  # best cosine among the chosen sentences
+    "lexical",  # best lexical coverage among the chosen sentences
     "coverage",  # share of the question's terms the chosen sentences hold together
     "title",  # best title coverage among the chosen sentences' chunks
     "rerank",  # the top chunk's re-rank score
     "rerank_margin",  # top re-rank score minus the runner-up's
     "type_missing",  # the question asks for a type no chosen sentence holds
+    "short",  # the short-answer model's best phrase among the chosen sentences
+    "asks_short",  # the question asks for a short answer at all
+    "agree",  # BM25 and the vectors both rank the top chunk first
+    "next_logit",  # the best sentence left out (a strong one means the choice is a toss-up)
 )
+# Relevance reads only how well retrieval matched, never the question's wording: on NQ-open dev (2-fold) these
+# three abstain on 0.29 of the unanswerable questions at the refusal limit, all CONFIDENCE_FEATURES on 0.13 (their
+# many weights, on 119 unanswerable questions, took odd signs, and lexical coverage refuses paraphrases).
+RELEVANCE_FEATURES = ("bias", "cosine", "rerank")
+RELEVANCE_COLUMNS = [CONFIDENCE_FEATURES.index(name) for name in RELEVANCE_FEATURES]
+NO_NEXT_LOGIT = -5.0  # next_logit when every sentence was chosen
+POOL = 8  # sentences, best first, that the choice considers
 
 
 @dataclass(frozen=True)
@@ -124,37 +139,55 @@ class AnswerModel:
     """The fitted weights of extractive answering.
 
     - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
-    - `relevance`: logistic weights over CONFIDENCE_FEATURES, P(the documents hold the answer at all), compared
+    - `relevance`: logistic weights over RELEVANCE_FEATURES, P(the documents hold the answer at all), compared
       with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
       compared with Settings.answer_threshold: at or above it the answer is `answered`, else `uncertain`;
-    - sentences are taken best first while they fit in `max_words` and score at least `min_share` of the best's
-      probability (the best one is always taken).
+    - the answer is the set of at most max_sentences of the best POOL sentences, within `max_words` together,
+      that maximises P(one of them holds the answer) minus `word_cost` per 100 words: a sure best sentence stands
+      alone, an unsure one brings company (the best one alone is always allowed).
 
     Refit with `python -m evals.fit answer` (evals/fit/answer.py) on NQ-open dev, SQuAD 2.0 dev (seed 1, not the
     benchmark sample) and RealTimeQA 2022; see BENCHMARKS.md, "Answer calibration (issue 11)".
     """
 
     sentence: tuple[float, ...] = (
-        -4.762,
-        1.574,
-        1.183,
-        0.014,
-        1.211,
-        0.577,
-        0.526,
-        -0.474,
-        1.318,
-        0.948,
-        0.67,
-        0.413,
-        0.291,
-        -1.184,
+        -4.783,
+        1.777,
+        1.317,
+        -0.185,
+        0.933,
+        0.22,
+        0.71,
+        -0.43,
+        1.369,
+        1.091,
+        0.775,
+        0.401,
+        -0.066,
+        -0.97,
+        1.01,
+        -0.98,
     )
-    relevance: tuple[float, ...] = (-6.011, -0.357, 0.375, 1.42, -0.362, 0.49, 0.766, 2.93, 0.744, 0.165)
-    confidence: tuple[float, ...] = (-2.203, 0.551, 0.498, 0.998, -0.992, 0.387, 1.044, 0.402, 0.686, -0.037)
-    max_words: int = 45
-    min_share: float = 0.2
+    relevance: tuple[float, ...] = (-4.775, 2.229, 2.53)
+    confidence: tuple[float, ...] = (
+        -3.053,
+        0.389,
+        0.812,
+        0.928,
+        0.254,
+        0.1,
+        0.856,
+        0.42,
+        0.812,
+        0.23,
+        1.006,
+        -0.641,
+        0.226,
+        -0.653,
+    )
+    max_words: int = 50
+    word_cost: float = 0.35
 
 
 @dataclass
@@ -169,6 +202,7 @@ class Sentence:
     semantic: float = 0.0
     context: float = 0.0
     lexical: float = 0.0
+    short: float = 0.0
     logit: float = 0.0
 
     @property
@@ -224,12 +258,6 @@ class Evidence:
 
 # The asked-for noun ("which *city*") is stated by the answer, not named, so it weighs less in lexical coverage.
 TYPE_NOUN_WEIGHT = 0.3
-TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
-
-
-def answer_type_terms(question: str) -> set[str]:
-    """The noun naming what is asked for ('which city', 'what month'): the answer states it, not names it."""
-    return {term for noun in TYPE_NOUN.findall(question) for term in tokenize(noun, drop=QUERY_STOPWORDS)}
 
 
 def question_type(question: str) -> str | None:
@@ -280,7 +308,20 @@ def question_weights(focus: str, index: BM25Index) -> dict[str, float]:
     return term_weights(tokenize(focus, drop=QUERY_STOPWORDS), index)
 
 
-def sentence_features(sentences: Sequence[Sentence], idf: dict[str, float], kind: str | None) -> np.ndarray:
+def short_scores(focus: str, sentences: Sequence[Sentence]) -> bool:
+    """Fill each sentence's best short-answer phrase score; False when the question asks for no short answer."""
+    kind = asks_for_short_answer(focus)
+    if kind is None:
+        return False
+    spans = [(i, s.chunk, s.local_start, s.local_end) for i, s in enumerate(sentences)]
+    for scored in score_candidates(focus, kind, spans):
+        sentences[scored.n].short = max(sentences[scored.n].short, scored.score)
+    return True
+
+
+def sentence_features(
+    sentences: Sequence[Sentence], idf: dict[str, float], kind: str | None, *, asks_short: bool
+) -> np.ndarray:
     """One row of SENTENCE_FEATURES per sentence (fills each sentence's lexical coverage on the way)."""
     for s in sentences:
         s.lexical = coverage(idf, s.terms)
@@ -311,25 +352,32 @@ def sentence_features(sentences: Sequence[Sentence], idf: dict[str, float], kind
                 math.log1p(s.words),
                 float(kind is not None and holds),
                 float(kind is not None and not holds),
+                s.short,
+                float(asks_short and s.short == 0.0),
             )
         )
     return np.asarray(rows, dtype=np.float64)
 
 
 def choose_sentences(
-    ranked: Sequence[Sentence], *, max_words: int, max_sentences: int, min_share: float
+    ranked: Sequence[Sentence], *, max_words: int, max_sentences: int, word_cost: float
 ) -> list[Sentence]:
-    """The best sentence, then the next best that fit the word budget and score at least min_share of its odds."""
-    best = ranked[0]
-    chosen = [best]
-    words = best.words
-    for s in ranked[1:]:
-        if len(chosen) >= max_sentences or s.probability < min_share * best.probability:
-            break
-        if words + s.words <= max_words:
-            chosen.append(s)
-            words += s.words
-    return chosen
+    """The subset of the best POOL sentences with the most P(one holds the answer) - word_cost × words / 100.
+
+    At most max_sentences, within max_words together; the best sentence alone is always a choice. Returned best
+    first.
+    """
+    pool = ranked[:POOL]
+    best, value = [pool[0]], -math.inf
+    for size in range(1, max_sentences + 1):
+        for combo in itertools.combinations(pool, size):
+            length = sum(s.words for s in combo)
+            if size > 1 and length > max_words:
+                continue
+            v = 1.0 - math.prod(1.0 - s.probability for s in combo) - word_cost * length / 100
+            if v > value:
+                best, value = list(combo), v
+    return best
 
 
 def sentence_table(
@@ -343,7 +391,8 @@ def sentence_table(
     for term in answer_type_terms(focus) & weights.keys():
         weights[term] *= TYPE_NOUN_WEIGHT
     kind = question_type(focus)
-    return sentences, sentence_features(sentences, weights, kind), weights, kind
+    asks_short = short_scores(focus, sentences)
+    return sentences, sentence_features(sentences, weights, kind, asks_short=asks_short), weights, kind
 
 
 def read_evidence(
@@ -362,11 +411,14 @@ def read_evidence(
     for s, logit in zip(sentences, (rows @ np.asarray(model.sentence)).tolist(), strict=True):
         s.logit = logit
     ranked = sorted(sentences, key=lambda s: -s.logit)
-    chosen = choose_sentences(ranked, max_words=model.max_words, max_sentences=max_sentences, min_share=model.min_share)
+    chosen = choose_sentences(ranked, max_words=model.max_words, max_sentences=max_sentences, word_cost=model.word_cost)
     found = frozenset().union(*(s.terms for s in chosen))
     type_ok = kind is None or any(satisfies_type(s.text, kind) for s in chosen)
     reranks = [*sorted((c.rerank_score or 0.0 for c in candidates), reverse=True), 0.0]
     best = ranked[0]
+    taken = {id(s) for s in chosen}
+    left_out = [s for s in ranked if id(s) not in taken]
+    top = min(candidates, key=lambda c: c.rank)
     signals = {
         "semantic": best.semantic,
         "lexical": best.lexical,
@@ -380,13 +432,17 @@ def read_evidence(
             1.0,
             best.logit,
             signals["chosen_probability"],
-            best.semantic,
-            best.lexical,
+            max(s.semantic for s in chosen),
+            max(s.lexical for s in chosen),
             signals["coverage"],
             title,
             reranks[0],
             reranks[0] - reranks[1],
             float(not type_ok),
+            max(s.short for s in chosen),
+            float(asks_for_short_answer(focus) is not None),
+            float(top.bm25_rank == 1 and top.vector_rank == 1),
+            left_out[0].logit if left_out else NO_NEXT_LOGIT,
         )
     )
     missing = [t for t in weights if t not in found]
@@ -433,7 +489,7 @@ def extract_answer(
     )
     if evidence is None:
         return Extraction(ABSTAIN, [], "abstained", 0.0, abstain_threshold, reason="no matching passages")
-    relevance = logistic(evidence.features, model.relevance)
+    relevance = logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance)
     confidence = logistic(evidence.features, model.confidence)
     status = grade(relevance, confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
     signals = {**evidence.signals, "answer_confidence": confidence, "answer_threshold": answer_threshold}

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Most sentences in an extractive answer.")
     answer_threshold: float = Field(
-        default=0.885,
+        default=0.825,
         ge=0,
         le=1,
         description="Extractive answers are `answered` when their confidence (the chance the cited sentences hold "
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         "RealTimeQA (`python -m evals.fit answer`).",
     )
     abstain_threshold: float = Field(
-        default=0.59,
+        default=0.63,
         ge=0,
         le=1,
         description="Extractive answers abstain when their relevance (the chance the documents hold the answer at "

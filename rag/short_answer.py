@@ -7,8 +7,10 @@ Measured against spaCy's en_core_web_sm 3.8.0 entities on the same NQ-open dev c
 its type-matched entities reach a best-possible F1 of 0.791 (these rules: 0.836), picking the entity nearest the
 question's words scores 0.524 (this model: 0.629), and it costs a 12 MB model, seconds of loading and milliseconds
 a sentence where this step takes about 0.3 ms a question. End to end on the NQ-open dev half (997 questions, every
-passage indexed), `Assistant.ask` gives short-answer F1 0.294 / EM 0.244: the chosen sentences hold the gold
-answer for only 0.528 of the questions.
+passage indexed), `Assistant.ask` gave short-answer F1 0.294 / EM 0.244 before the issue-11 refit (the chosen
+sentences held the gold answer for 0.528 of the questions). The answer step now also scores every retrieved
+sentence's phrases (rag.answer.short_scores) to choose sentences and grade confidence; after that refit, replayed on
+NQ-open dev (withhold 0.2), short-answer F1 is 0.429, and 0.425 on the test half (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.answer import answer_type_terms
 from rag.bm25 import QUERY_STOPWORDS, tokenize
 from rag.types import Chunk, Citation, ShortAnswer
 
@@ -242,6 +243,14 @@ KIND_RULES: dict[Kind, frozenset[str]] = {
     "time": frozenset({"time"}),
     "number": frozenset({"number"}),
 }
+
+
+TYPE_NOUN = re.compile(r"\b(?:which|what)\s+([a-z]+)", re.I)
+
+
+def answer_type_terms(question: str) -> set[str]:
+    """The noun naming what is asked for ('which city', 'what month'): the answer states it, not names it."""
+    return {term for noun in TYPE_NOUN.findall(question) for term in tokenize(noun, drop=QUERY_STOPWORDS)}
 
 
 def asks_for_short_answer(question: str) -> Kind | None:

@@ -14,6 +14,7 @@ from rag.answer import (
     grade,
     question_type,
     satisfies_type,
+    short_scores,
     split_sentences,
     verify_citation,
 )
@@ -101,20 +102,51 @@ def test_grade_and_uncertain_text():
     assert "\n" not in UNCERTAIN
 
 
-def test_sentences_are_chosen_best_first_under_the_word_budget():
+def test_sentences_are_chosen_for_the_most_answer_per_word():
     text = "One two three four five. Six seven. Eight nine ten eleven twelve thirteen. Fourteen."
     chunk = Chunk(id="c", source="s", title="t", start=0, end=len(text), text=text)
     candidate = Candidate(chunk=chunk, rank=1, fused_rank=1, fused_score=1.0)
     sentences = split_sentences([candidate])
     assert [s.words for s in sentences] == [5, 2, 6, 1]
-    for s, logit in zip(sentences, (2.0, 1.0, 1.5, -3.0), strict=True):
+    for s, logit in zip(sentences, (2.0, 1.0, 1.5, -3.0), strict=True):  # P = 0.88, 0.73, 0.82, 0.05
         s.logit = logit
     ranked = sorted(sentences, key=lambda s: -s.logit)
-    # The best (5 words) always; the third (6) would pass 8 words, the second (2) fits; the fourth scores too low.
-    chosen = choose_sentences(ranked, max_words=8, max_sentences=3, min_share=0.2)
-    assert [s.text for s in chosen] == ["One two three four five.", "Six seven."]
-    assert len(choose_sentences(ranked, max_words=2, max_sentences=3, min_share=0.0)) == 1
-    assert len(choose_sentences(ranked, max_words=100, max_sentences=2, min_share=0.0)) == 2
+
+    def texts(**kwargs: float) -> list[str]:
+        return [s.text for s in choose_sentences(ranked, **{"max_words": 8, "max_sentences": 3, **kwargs})]
+
+    # The third (6 words) would pass 8 words with the best; the second fits and adds more than its 2 words cost;
+    # the fourth adds less than its one word costs. Best first.
+    assert texts(word_cost=1.0) == ["One two three four five.", "Six seven."]
+    # Free words: every sentence that fits is worth a little.
+    assert texts(word_cost=0.0) == ["One two three four five.", "Six seven.", "Fourteen."]
+    # Dear words: the short, fairly sure sentence alone beats the longer, surer one.
+    assert texts(word_cost=20.0) == ["Six seven."]
+    # A budget too small for two leaves the best alone; one sentence at most means one.
+    assert texts(word_cost=1.0, max_words=2) == ["One two three four five."]
+    assert texts(word_cost=0.0, max_words=100, max_sentences=1) == ["One two three four five."]
+
+
+def test_short_answer_scores_are_read_inside_the_extraction():
+    text = "The mission began in June. Kenya sent 270 officers to Haiti. Officials praised the plan."
+    chunk = Chunk(id="c", source="s", title="t", start=0, end=len(text), text=text)
+
+    def scores(question: str) -> tuple[bool, list[float]]:
+        sentences = split_sentences([Candidate(chunk=chunk, rank=1, fused_rank=1, fused_score=1.0)])
+        return short_scores(question, sentences), [s.short for s in sentences]
+
+    # Only the sentence with a count can answer "how many"; the month is no count, the last holds no candidate.
+    asks, held = scores("How many officers did Kenya send?")
+    assert asks and held[1] > 0.5 and held[0] == held[2] == 0.0
+    assert scores("Why did Kenya send officers?") == (False, [0.0, 0.0, 0.0])
+
+
+def test_a_confident_answer_says_it_plainly(seeded_assistant: Assistant):
+    # The seed set's plainest question: every answer used to open with the hedge line, this one must not.
+    answer = seeded_assistant.ask("How many additional police officers did Kenya send to Haiti?")
+    assert answer.status == "answered", answer.text
+    assert not answer.text.startswith(UNCERTAIN) and "270" in answer.text
+    assert answer.short_answer is not None and answer.short_answer.text == "270"
 
 
 def test_follow_up_finds_the_june_contingent(seeded_assistant: Assistant):
