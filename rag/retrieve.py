@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,10 +94,11 @@ class HybridSearch:
         self.settings = settings
         self.store = store
         self.embeddings = embeddings
+        self._pinned = threading.local()  # the snapshot this thread's search() ranks with
 
     def bm25(self) -> BM25Index:
-        """The current BM25 index; raises IndexNotFound when the collection is empty."""
-        index = load_bm25(self.store)
+        """The current BM25 index (inside search(), the one it pinned); raises IndexNotFound when it is empty."""
+        index = getattr(self._pinned, "index", None) or load_bm25(self.store, wait=False)
         if not index.chunks:
             raise IndexNotFound(self.settings.chroma_url or self.settings.home, self.settings.collection)
         return index
@@ -165,6 +168,22 @@ class HybridSearch:
         self, query: str, *, k: int, method: Method = "hybrid", where: dict[str, str] | None = None
     ) -> list[Candidate]:
         """The k best chunks for the query by the chosen method, with per-retriever ranks and scores."""
+        with self.pinned():
+            return self._search(query, k=k, method=method, where=where)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Every bm25() call in this thread within the block uses one snapshot, fetched (revision asked) once."""
+        if getattr(self._pinned, "index", None) is not None:
+            yield
+            return
+        self._pinned.index = self.bm25()
+        try:
+            yield
+        finally:
+            self._pinned.index = None
+
+    def _search(self, query: str, *, k: int, method: Method, where: dict[str, str] | None) -> list[Candidate]:
         depth = max(k, self.settings.candidates)
         rankings: dict[str, Ranking] = {}
         if method in ("hybrid", "bm25"):
