@@ -390,7 +390,9 @@ def repair_interrupted(settings: Settings, store: Store) -> list[str]:
     if not corpus.needs_repair():
         return []
     with corpus.writing(wait_s=STARTUP_WAIT_S):
-        return corpus.repair()
+        repaired = corpus.repair()
+    corpus.refresh_bm25()  # this process serves next: not from the snapshot of before the repair
+    return repaired
 
 
 def remove_source(source: str, *, settings: Settings, store: Store) -> int:
