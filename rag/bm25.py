@@ -258,7 +258,8 @@ def load_bm25(store: Store, *, revision: str | None = None, wait: bool = True) -
     _checked[folder] = now
     if cached is not None and cached.revision == current:
         return cached
-    if not wait and cached is not None and cached.chunks:
+    # A collection with no revision is gone or new: its stale snapshot must not answer for it.
+    if not wait and cached is not None and cached.chunks and current:
         rebuild_in_background(store, folder, current)
         return cached
     return rebuild(store, folder, current)
