@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -52,6 +53,8 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+# Metadata values up to this long are interned (see shared).
+INTERN_CHARS = 256
 # Values per SQL statement: old SQLite builds allow 999 variables.
 SQL_BATCH = 500
 
@@ -148,18 +151,29 @@ def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
     return meta
 
 
+def shared(value: Any) -> str:
+    """One string object per short repeated value (a source, a title, a date), interned.
+
+    A BM25 snapshot holds every chunk, and each chunk of a document would otherwise carry its own copies.
+    """
+    text = str(value)
+    return sys.intern(text) if len(text) <= INTERN_CHARS else text
+
+
 def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     """Rebuild a Chunk from a Chroma record."""
     page = meta.get("page")
     return Chunk(
         id=chunk_id,
-        source=str(meta.get("source", "")),
-        title=str(meta.get("title", "")),
+        source=shared(meta.get("source", "")),
+        title=shared(meta.get("title", "")),
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", len(text))),
         page=int(page) if page is not None else None,
         text=text,
-        metadata={k: str(v) for k, v in meta.items() if k not in CHUNK_FIELDS},
+        metadata={
+            shared(k): chunk_id if v == chunk_id else shared(v) for k, v in meta.items() if k not in CHUNK_FIELDS
+        },
     )
 
 
