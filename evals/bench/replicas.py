@@ -77,7 +77,8 @@ def run() -> str:
             "## Replicas: requests/s of one and of two app processes against one Chroma server",
             "",
             f"A synthetic collection of {CHUNKS:,} chunks (as in `scale`) on one `chroma run`; each replica is a "
-            f"process with its own home, asking warm extractive questions in a loop for {WINDOW_S:.0f} s.",
+            f"process with its own home, asking warm extractive questions in a loop for {WINDOW_S:.0f} s "
+            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}: threads each replica's torch may use).",
             "",
             "| replicas | asks/s | vs one |",
             "|---|---|---|",
