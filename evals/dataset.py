@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rag.dates import DateError, require_date
 from rag.types import RagError
 
 
@@ -26,6 +28,12 @@ class QAItem(BaseModel):
     answerable: bool
     evidence: tuple[str, ...] = Field(description="Substrings of the source text that support the answer.")
     history: tuple[tuple[str, str], ...] = Field(default=(), description="Earlier (question, answer) turns.")
+    as_of: str | None = Field(default=None, description="Ask as of this date, YYYY-MM-DD (documents after it unseen).")
+
+    @property
+    def as_of_date(self) -> date | None:
+        """as_of as a date (checked when the line is read)."""
+        return require_date(self.as_of, name="as_of") if self.as_of else None
 
     @model_validator(mode="after")
     def _consistent(self) -> QAItem:
@@ -35,6 +43,11 @@ class QAItem(BaseModel):
             raise ValueError("an answerable question needs at least one non-blank answer")
         if not self.answerable and (self.answers or self.evidence):
             raise ValueError("an unanswerable question must have empty answers and evidence")
+        if self.as_of is not None:
+            try:
+                self.as_of_date  # noqa: B018 - a malformed date fails on its line, before any work
+            except DateError as exc:
+                raise ValueError(str(exc)) from exc
         return self
 
 

@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,8 @@ ANSWER_RETRIEVER = "hybrid"
 TRADEOFF_STEPS = (-0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15)
 """The retrieval `Assistant.ask` answers with; answer metrics belong to this retriever's row."""
 
-Search = Callable[[str], Sequence["Chunk"]]
+Search = Callable[[str, "date | None"], Sequence["Chunk"]]
+"""A ranking of (query, as_of): chunks best first."""
 Progress = Callable[[int, int], None]
 FORMATS = ("jsonl", "squad2", NQ_FORMAT)
 
@@ -117,15 +119,25 @@ def make_searchers(assistant: Assistant, retrievers: Sequence[str]) -> dict[str,
         if name == "langchain-ensemble":
             from evals.baseline import EnsembleBaseline
 
-            searchers[name] = EnsembleBaseline(assistant, depth=RANK_DEPTH).search
+            searchers[name] = _dateless(EnsembleBaseline(assistant, depth=RANK_DEPTH).search)
         else:
             searchers[name] = _assistant_search(assistant, name)
     return searchers
 
 
+def _dateless(search: Callable[[str], list[Chunk]]) -> Search:
+    """A ranking that knows no dates (LangChain's ensemble), called like ours."""
+
+    def ranked(query: str, as_of: date | None) -> list[Chunk]:
+        return search(query)
+
+    return ranked
+
+
 def _assistant_search(assistant: Assistant, method: str) -> Search:
-    def search(query: str) -> list[Chunk]:
-        return [c.chunk for c in assistant.retrieve(query, k=RANK_DEPTH, method=method)]  # type: ignore[arg-type]
+    def search(query: str, as_of: date | None) -> list[Chunk]:
+        found = assistant.retrieve(query, k=RANK_DEPTH, method=method, as_of=as_of)  # type: ignore[arg-type]
+        return [c.chunk for c in found]
 
     return search
 
@@ -163,7 +175,8 @@ def score_question(
     `haystack` holds every chunk of the collection, for the ceiling: is a gold answer anywhere in it?
     """
     started = time.perf_counter()
-    answer = assistant.ask(item.question, history=list(item.history))
+    as_of = item.as_of_date
+    answer = assistant.ask(item.question, history=list(item.history), as_of=as_of)
     latency_ms = (time.perf_counter() - started) * 1000
     # Follow-ups are ranked with the assistant's condensed query, so every retriever sees the same query.
     query = answer.condensed_query or item.question
@@ -173,7 +186,7 @@ def score_question(
     leads: dict[str, dict[str, Any]] | None = None
     for name, search in searchers.items():
         started = time.perf_counter()
-        ranking = search(query)
+        ranking = search(query, as_of)
         retrieve_ms[name] = round((time.perf_counter() - started) * 1000, 2)
         texts = [c.text for c in ranking]
         hit_rank[name] = first_hit_rank(texts, item) if item.answerable else None
@@ -213,6 +226,7 @@ def score_question(
         "latency_ms": round(latency_ms, 2),
         "retrieve_ms": retrieve_ms,
         "condensed_query": query,
+        "as_of": answer.as_of,
         # The extractive evidence score that abstention compares with RAG_ABSTAIN_THRESHOLD (None in LLM mode).
         "confidence": answer.debug.get("confidence"),
     }
@@ -331,7 +345,7 @@ def evaluate(
     # One untimed warm-up, so model loading and index building don't land in the first question's latency.
     assistant.ask(items[0].question)
     for search in searchers.values():
-        search(items[0].question)
+        search(items[0].question, items[0].as_of_date)
     haystack = AnswerHaystack(chunk.text for chunk in assistant.store.iter_chunks())
     for done, item in enumerate(items, start=1):
         run.per_question.append(score_question(assistant, item, searchers, haystack))

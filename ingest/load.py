@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from rag.dates import dated_metadata, pdf_metadata_date
 from rag.types import Document, IngestFailure, LoadError, PageSpan, one_line
 
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
@@ -99,6 +100,13 @@ def read_pdf(path: Path, data: bytes) -> Document:
         info_title = (reader.metadata.title if reader.metadata else None) or ""
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:  # PyPdfError: also its size limits
         raise LoadError(f"corrupt PDF ({exc})") from exc
+    meta = {}
+    try:
+        created = pdf_metadata_date(reader.metadata.creation_date if reader.metadata else None)
+    except (PyPdfError, ValueError, KeyError, TypeError):  # a malformed date field loses the date, not the file
+        created = None
+    if created:
+        meta["date"] = created
     spans, parts, offset = [], [], 0
     for number, page_text in enumerate(pages, start=1):
         spans.append(PageSpan(page=number, start=offset, end=offset + len(page_text)))
@@ -108,7 +116,9 @@ def read_pdf(path: Path, data: bytes) -> Document:
     title = info_title.strip()
     if title.lower() in PLACEHOLDER_TITLES:
         title = ""
-    return Document(source=str(path), title=title or title_from_name(path), text="".join(parts), pages=tuple(spans))
+    return Document(
+        source=str(path), title=title or title_from_name(path), text="".join(parts), pages=tuple(spans), metadata=meta
+    )
 
 
 def read_docx(path: Path, data: bytes) -> Document:
@@ -318,7 +328,8 @@ def load_file(path: Path, *, max_bytes: int, timeout_s: float, memory_mb: int) -
     """Read one file into a Document, or raise LoadError with a one-line reason.
 
     PDF, DOCX and HTML are parsed in a separate process, stopped after timeout_s and limited to memory_mb more
-    address space than it starts with; text and Markdown are decoded here.
+    address space than it starts with; text and Markdown are decoded here. The metadata's `date` is ISO
+    YYYY-MM-DD, or absent when unknown (rag.dates.dated_metadata).
     """
     try:
         str(path).encode("utf-8")
@@ -333,8 +344,11 @@ def load_file(path: Path, *, max_bytes: int, timeout_s: float, memory_mb: int) -
         raise LoadError(f"unsupported file type '{path.suffix or path.name}' (supported: {', '.join(READERS)})")
     data = read_bytes(path, max_bytes=max_bytes)
     if suffix in ISOLATED_SUFFIXES:
-        return PARSER.parse(suffix, path, data, timeout_s=timeout_s, memory_mb=memory_mb)
-    return reader(path, data)
+        doc = PARSER.parse(suffix, path, data, timeout_s=timeout_s, memory_mb=memory_mb)
+    else:
+        doc = reader(path, data)
+    # One date rule for every format: the reader's date (front matter, HTML or PDF metadata) as ISO, else a dateline.
+    return doc.model_copy(update={"metadata": dated_metadata(doc.metadata, doc.text)})
 
 
 def find_files(paths: Iterable[Path], *, refused: list[IngestFailure] | None = None) -> Iterator[Path]:

@@ -6,17 +6,20 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from rag import news
 from rag.answer import Extraction, answer_text, extract_answer, verify_citation
 from rag.bm25 import BM25Index
 from rag.condense import answer_quotes, condense_question
+from rag.dates import iso, parse_iso, require_date
 from rag.embeddings import LocalEmbeddings, make_embeddings
 from rag.llm import describe_llm, make_llm
 from rag.overview import is_corpus_question, overview_answer
 from rag.prompts import ABSTAIN, STALE_CITATIONS
-from rag.retrieve import CorpusRetriever, HybridSearch, Method
+from rag.retrieve import CorpusRetriever, HybridSearch, Method, split_where
 from rag.settings import AnswerMode, Settings
 from rag.short_answer import find_short_answer
 from rag.store import DocumentTexts, Store
@@ -25,6 +28,7 @@ from rag.types import (
     Answer,
     Candidate,
     Chunk,
+    Citation,
     Document,
     DocumentInfo,
     FinalEvent,
@@ -40,6 +44,11 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
 WORD = re.compile(r"\S+\s*")
+
+
+def with_as_of(where: dict[str, str] | None, as_of: date | None) -> dict[str, str] | None:
+    """The filters with as_of among them (`where` carries it to every retrieval of the question)."""
+    return where if as_of is None else {**(where or {}), "as_of": iso(as_of)}
 
 
 class Assistant:
@@ -88,10 +97,20 @@ class Assistant:
     # Retrieval
 
     def retrieve(
-        self, query: str, *, k: int | None = None, method: Method = "hybrid", where: dict[str, str] | None = None
+        self,
+        query: str,
+        *,
+        k: int | None = None,
+        method: Method = "hybrid",
+        where: dict[str, str] | None = None,
+        as_of: date | None = None,
     ) -> list[Candidate]:
-        """The k best chunks for a query, with each retriever's rank and score."""
-        return self.search.search(query, k=k or self.settings.k, method=method, where=where)
+        """The k best chunks for a query, with each retriever's rank and score.
+
+        `where` holds equality filters on metadata, and `since`/`until` (YYYY-MM-DD) on document dates; documents
+        dated after as_of (default: today, or the newest document if older) are not seen.
+        """
+        return self.search.search(query, k=k or self.settings.k, method=method, where=with_as_of(where, as_of))
 
     def as_retriever(self, *, k: int | None = None, where: dict[str, str] | None = None) -> CorpusRetriever:
         """The hybrid retrieval as a LangChain BaseRetriever."""
@@ -107,10 +126,11 @@ class Assistant:
         k: int | None = None,
         mode: AnswerMode | None = None,
         where: dict[str, str] | None = None,
+        as_of: date | None = None,
     ) -> Answer:
-        """Answer a question (with optional earlier turns) from the collection."""
+        """Answer a question (with optional earlier turns) from the collection, as of a date (see retrieve)."""
         final = None
-        for event in self.stream(question, history=history, k=k, mode=mode, where=where):
+        for event in self.stream(question, history=history, k=k, mode=mode, where=where, as_of=as_of):
             if isinstance(event, FinalEvent):
                 final = event.answer
         assert final is not None  # stream() always ends with a FinalEvent
@@ -124,14 +144,22 @@ class Assistant:
         k: int | None = None,
         mode: AnswerMode | None = None,
         where: dict[str, str] | None = None,
+        as_of: date | None = None,
     ) -> Iterator[StreamEvent]:
         """Yield the answer's text as TokenEvents, then a FinalEvent with the verified Answer."""
+        where = with_as_of(where, as_of)
+        split_where(where)  # a malformed since/until fails here (DateError), before any work
         if self.resolve_mode(mode) == "llm" and not is_corpus_question(question):
             from rag.generate import stream_llm_answer
 
-            yield from stream_llm_answer(self, self.chat_model, question, history=history, k=k, where=where)
+            for event in stream_llm_answer(self, self.chat_model, question, history=history, k=k, where=where):
+                yield (
+                    FinalEvent(answer=self.dated(question, event.answer, where))
+                    if isinstance(event, FinalEvent)
+                    else event
+                )
             return
-        answer = self.answer_extractively(question, history=history, k=k, where=where)
+        answer = self.dated(question, self.answer_extractively(question, history=history, k=k, where=where), where)
         for piece in WORD.findall(answer.text):
             yield TokenEvent(text=piece)
         yield FinalEvent(answer=answer)
@@ -187,6 +215,20 @@ class Assistant:
                 **extraction.signals,
             },
         )
+
+    def dated(self, question: str, answer: Answer, where: dict[str, str] | None) -> Answer:
+        """The answer with its dates: as_of, 'As of ...' when it matters, conflicts, a timeline when asked for one."""
+        query = answer.condensed_query or question
+        scope = self.search.scope(query, where)
+        timeline_from = None
+        if news.is_timeline_question(question) and answer.candidates:
+            timeline_from = self.search.score_sentences(list(answer.candidates), self.search.query_vector(query))
+        chunks = {c.chunk.id: c.chunk for c in answer.candidates}
+
+        def is_cited(citation: Citation) -> bool:
+            return verify_citation(citation, chunks[citation.chunk_id], self.document_text(citation.source))
+
+        return news.dated_answer(answer, question, scope, timeline_from=timeline_from, is_cited=is_cited)
 
     def short_answer(
         self, question: str, extraction: Extraction, chunks: dict[str, Chunk]
@@ -267,13 +309,15 @@ class Assistant:
             if isinstance(request, str):
                 return self.ask(request)
             history = [tuple(turn) for turn in request.get("history", ())]
-            return self.ask(request["question"], history=history, k=request.get("k"))  # type: ignore[arg-type]
+            as_of = require_date(request["as_of"], name="as_of") if request.get("as_of") else None
+            return self.ask(request["question"], history=history, k=request.get("k"), as_of=as_of)  # type: ignore[arg-type]
 
         return RunnableLambda(run, name="rag-assistant")
 
     def status(self) -> dict[str, Any]:
         """Where the data lives and what is indexed, for `rag status` and the UI."""
         docs = self.store.documents()
+        dates = sorted(d for info in docs if (d := parse_iso(info.metadata.get("date"))) is not None)
         return {
             "store_mode": "server" if self.settings.is_server_mode else "embedded",
             "location": self.store.location,
@@ -281,6 +325,11 @@ class Assistant:
             "collection": self.settings.collection,
             "documents": len(docs),
             "chunks": self.store.count(),
+            "dates": {
+                "oldest": iso(dates[0]) if dates else None,
+                "newest": iso(dates[-1]) if dates else None,
+                "dated_documents": len(dates),
+            },
             "embedding_model": self.embeddings.name,
             "embedding_precision": self.embeddings.bulk_precision,
             "answer_mode": self.answer_mode,

@@ -76,6 +76,12 @@ def status(collection: CollectionOption = None, as_json: JsonOption = False) -> 
     typer.echo(f"collection:  {info['collection']}")
     typer.echo(f"documents:   {info['documents']}")
     typer.echo(f"chunks:      {info['chunks']}")
+    dates = info["dates"]
+    if dates["dated_documents"]:
+        span = f"{dates['oldest']} to {dates['newest']}"
+        typer.echo(f"dates:       {span} ({dates['dated_documents']} of {info['documents']} documents dated)")
+    else:
+        typer.echo("dates:       none known")
     typer.echo(f"embeddings:  {info['embedding_model']} (ingest in {info['embedding_precision']})")
     typer.echo(f"answers:     {info['answer_mode']}")
     typer.echo(f"llm:         {info.get('llm_model') or 'none'}")
@@ -101,8 +107,6 @@ def ingest(
             report = ingest_paths(
                 paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
             )
-    except KeyboardInterrupt as exc:  # anywhere, imports and model loading included
-        raise fail(INTERRUPTED, code=EXIT_INTERRUPTED) from exc
     except HomeInUse as exc:
         raise fail(str(exc), code=EXIT_IN_USE) from exc
     except RagError as exc:
@@ -175,7 +179,8 @@ def format_answer(answer: Answer) -> str:
         for c in answer.citations:
             where = f", p. {c.page}" if c.page else ""
             flag = "" if c.is_supported else " (not supported by the source)"
-            lines.append(f"[{c.n}] {c.title} ({c.source}{where}, chars {c.start}-{c.end}){flag}")
+            dated = c.date or "undated"
+            lines.append(f"[{c.n}] {c.title}, {dated} ({c.source}{where}, chars {c.start}-{c.end}){flag}")
             lines.append(f"    “{c.quote}”")
     return "\n".join(lines)
 
@@ -195,21 +200,37 @@ def ask(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the answer as it is generated (with --json: one event a line).")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Answer as of YYYY-MM-DD: later documents are unseen (default: today).", show_default=False
+        ),
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only documents dated YYYY-MM-DD or later.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only documents dated YYYY-MM-DD or earlier.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with numbered, verified citations."""
     from rag.assistant import Assistant
+    from rag.dates import DateError, require_date
     from rag.lock import EXIT_IN_USE, HomeInUse, reading
 
+    try:
+        day = require_date(as_of, name="--as-of") if as_of is not None else None
+        where = {key: value for key, value in (("since", since), ("until", until)) if value is not None} or None
+        for key, value in (where or {}).items():
+            require_date(value, name=f"--{key}")
+    except DateError as exc:
+        raise fail(str(exc), code=2) from exc
     try:
         turns = read_history(history)
         settings = load_settings(collection=collection, k=k, mode=mode)
         with reading(settings):  # another process (a chat) may own the home: read between its writes
             assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
             if stream:
-                print_stream(assistant.stream(question, history=turns), as_json=as_json)
+                print_stream(assistant.stream(question, history=turns, where=where, as_of=day), as_json=as_json)
                 return
-            answer = assistant.ask(question, history=turns)
+            answer = assistant.ask(question, history=turns, where=where, as_of=day)
     except (IndexNotFound, BadHistory) as exc:
         raise fail(str(exc), code=2) from exc
     except HomeInUse as exc:
@@ -385,4 +406,10 @@ def main() -> None:
 
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except SystemExit as done:
+        # Typer ends any command that Ctrl-C reaches, at whatever point, with 130 and no word; say what it means.
+        if done.code == EXIT_INTERRUPTED:
+            typer.echo(f"error: {INTERRUPTED}", err=True)
+        raise

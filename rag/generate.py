@@ -42,6 +42,11 @@ LONGEST_CONDENSED_CHARS = 300
 def one_line(exc: BaseException, *, where: str | None = None) -> str:
     """A one-line description of an LLM failure, for Answer.llm_error."""
     message = " ".join(str(exc).split()) or "no details"
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    if root is not exc and str(root):  # client libraries wrap the cause in a generic "Connection error."
+        message += f" ({type(root).__name__}: {' '.join(str(root).split())})"
     prefix = f"LLM at {where}: " if where else "LLM: "
     return f"{prefix}{type(exc).__name__}: {message}"[:240]
 

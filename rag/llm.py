@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,55 @@ OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 # Room for the lean answer prompt (about 1,500 tokens of sources), a short history and the answer.
 LOCAL_CONTEXT_TOKENS = 4096
 LOCAL_STARTUP_TIMEOUT_S = 120.0
+# Longest run of bytes without a newline from the endpoint. An SSE event is one line of a few hundred bytes, and the
+# SSE decoder buffers a line whole before it yields anything, so without this cap a server that never ends a line
+# would grow our memory until the deadline, which cannot interrupt a read.
+MAX_LINE_BYTES = 2**20
+
+
+class LineTooLong(httpx.RemoteProtocolError):
+    """The endpoint sent more than MAX_LINE_BYTES without a newline."""
+
+
+class LineCappedStream(httpx.SyncByteStream):
+    """A response body that fails as soon as one line grows past the cap, instead of being buffered whole."""
+
+    def __init__(self, inner: httpx.SyncByteStream, cap: int) -> None:
+        self.inner = inner
+        self.cap = cap
+
+    def __iter__(self) -> Iterator[bytes]:
+        run = 0  # bytes since the last newline
+        for chunk in self.inner:
+            newline = chunk.rfind(b"\n")
+            run = len(chunk) - newline - 1 if newline >= 0 else run + len(chunk)
+            if run > self.cap:
+                raise LineTooLong(f"the server sent a line longer than {self.cap // 2**20} MiB")
+            yield chunk
+
+    def close(self) -> None:
+        """Close the connection's stream."""
+        self.inner.close()
+
+
+class LineCappedTransport(httpx.HTTPTransport):
+    """The default transport, with every response body read through LineCappedStream."""
+
+    def __init__(self, *, cap: int = MAX_LINE_BYTES) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send as usual; the body is checked line by line as it is read."""
+        response = super().handle_request(request)
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=LineCappedStream(response.stream, self.cap),
+            extensions=response.extensions,
+            request=request,
+        )
 
 
 class LocalModelServer:
@@ -143,4 +193,5 @@ def make_llm(settings: Settings, *, max_tokens: int | None = None) -> ChatOpenAI
         temperature=0,  # grounded answers: the most likely wording, and repeatable tests
         max_tokens=max_tokens or settings.llm_max_tokens,  # type: ignore[call-arg]
         stream_usage=True,  # the last chunk carries the prompt size in tokens
+        http_client=httpx.Client(transport=LineCappedTransport(), follow_redirects=True),
     )

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     rerank: bool = Field(
         default=True, description="Re-rank the fused candidates by BM25 and their best sentences (hybrid only)."
     )
+    window_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight in the fusion of the BM25 ranking of the documents dated in a question's time window "
+        "('this week').",
+    )
+    window_boost: float = Field(
+        default=0.3, ge=0, description="Added to the re-rank score of a candidate dated in the question's time window."
+    )
 
     # Answers
     mode: AnswerMode = Field(

@@ -68,6 +68,8 @@ class Candidate(BaseModel):
     bm25_score: float | None = None
     vector_rank: int | None = None
     vector_score: float | None = Field(default=None, description="Cosine similarity of its best sentence.")
+    window_rank: int | None = Field(default=None, description="Rank among the documents in the question's time window.")
+    window_score: float | None = None
     rerank_score: float | None = None
     sentence_scores: tuple[tuple[int, int, float], ...] = Field(
         default=(), description="(start, end, cosine to the query) of each sentence, offsets into the chunk."
@@ -86,6 +88,7 @@ class Citation(BaseModel):
     start: int = Field(ge=0, description="Character offset of the quote in the cleaned document text.")
     end: int = Field(ge=0)
     page: int | None = None
+    date: str | None = Field(default=None, description="The cited document's date, YYYY-MM-DD, or None when unknown.")
     is_supported: bool = Field(default=True, description="False when verification could not back the claim.")
 
     @classmethod
@@ -100,6 +103,7 @@ class Citation(BaseModel):
             start=chunk.start + start,
             end=chunk.start + end,
             page=chunk.page,
+            date=chunk.metadata.get("date") or None,
             is_supported=is_supported,
         )
 
@@ -118,6 +122,26 @@ class ShortAnswer(BaseModel):
     chunk_id: str
     start: int = Field(ge=0, description="Character offset of the phrase in the cleaned document text.")
     end: int = Field(ge=0)
+    date: str | None = Field(default=None, description="The cited document's date, YYYY-MM-DD, or None.")
+
+
+class ConflictValue(BaseModel):
+    """One source's value in a disagreement, with its date and citation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    value: str = Field(description="The number or date as the source writes it.")
+    n: int = Field(ge=1, description="The citation that says it.")
+    source: str
+    date: str | None = None
+    is_newest: bool = Field(default=False, description="True for the most recently dated source of the conflict.")
+
+
+class Conflict(BaseModel):
+    """Cited sentences of different documents that give different values for the same thing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    slot: str = Field(description="What they disagree on, in the sources' words: 'people injured'.")
+    values: tuple[ConflictValue, ...]
 
 
 class Answer(BaseModel):
@@ -134,6 +158,8 @@ class Answer(BaseModel):
     llm_error: str | None = Field(default=None, description="One line, when the LLM failed and we fell back.")
     notice: str | None = Field(default=None, description="Shown to the user beside the answer.")
     candidates: tuple[Candidate, ...] = Field(default=(), description="Retrieval candidates, for the inspector.")
+    conflicts: tuple[Conflict, ...] = Field(default=(), description="Where cited sources disagree; see rag.news.")
+    as_of: str | None = Field(default=None, description="The date the question was answered as of, YYYY-MM-DD.")
     timings_ms: dict[str, float] = Field(default_factory=dict)
     debug: dict[str, Any] = Field(default_factory=dict)
 
@@ -152,6 +178,8 @@ class Answer(BaseModel):
             "abstained": self.abstained,
             "mode": self.mode,
             "condensed_query": self.condensed_query,
+            "as_of": self.as_of,
+            "conflicts": [c.model_dump() for c in self.conflicts],
             "timings_ms": self.timings_ms,
         }
         if self.abstain_reason:

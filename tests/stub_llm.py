@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BEHAVIOURS = ("hang", "error500", "unauthorized", "malformed_sse", "close_midstream", "keepalive_only", "good")
 # Endless and oversized answers, from a server that ignores max_tokens: the client must cut them off.
-BEHAVIOURS += ("stream_forever", "ten_mb")
+BEHAVIOURS += ("stream_forever", "ten_mb", "endless_line")
 FOREVER_SENTENCE = "Kenya has deployed 270 additional police officers to Haiti [1]. "
 FOREVER_PAUSE_S = 0.01  # about 100 tokens a second, a fast real server
 TEN_MB = 10 * 2**20
@@ -141,6 +141,16 @@ class StubHandler(BaseHTTPRequestHandler):
         self.write_chunk(sse_chunk(None, finish="stop"))
         self.write_chunk(b"data: [DONE]\n\n")
         self.end_chunks()
+
+    def reply_endless_line(self) -> None:
+        """One SSE event that never ends: answer text and no newline, 64 KB at a time, until the client leaves."""
+        self.start_sse()
+        self.write_chunk(b'data: {"choices": [{"index": 0, "delta": {"content": "')
+        piece = (FOREVER_SENTENCE * (HUGE_PIECE_CHARS // len(FOREVER_SENTENCE) + 1)).encode()[: 4 * HUGE_PIECE_CHARS]
+        give_up = time.monotonic() + LONGEST_HANG_S
+        while not self.server.stopping.is_set() and time.monotonic() < give_up:
+            if not self.write_or_note_abandoned(piece):
+                return
 
     def write_or_note_abandoned(self, data: bytes) -> bool:
         """Write one chunk; False (and server.abandoned set) once the client has closed the connection."""

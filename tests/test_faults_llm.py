@@ -12,9 +12,9 @@ from stub_llm import FOREVER_SENTENCE, TEN_MB, base_url, stub_llm
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.generate import MAX_CHARS_PER_TOKEN, ChatStream, StreamLimits, answer_messages
-from rag.llm import make_llm
+from rag.llm import MAX_LINE_BYTES, make_llm
 from rag.settings import Settings
-from rag.types import Answer, FinalEvent, TokenEvent
+from rag.types import Answer, FinalEvent, LLMError, TokenEvent
 
 QUESTION = "How many police officers did Kenya deploy to Haiti?"
 # Thread wake-ups beyond the deadline: the generation itself is timed, so a busy machine's slow retrieval and
@@ -87,6 +87,21 @@ def test_ten_mb_reply_is_cut_to_the_character_cap(seeded_home: Path, embeddings:
     assert_citations_hold(answer, assistant)
 
 
+def test_a_line_that_never_ends_is_refused_at_the_line_cap(seeded_home: Path, embeddings: LocalEmbeddings) -> None:
+    """The SSE decoder buffers a line whole, so the transport stops one at MAX_LINE_BYTES; the answer falls back."""
+    with stub_llm("endless_line") as server:
+        # No deadline or token cap can end it: the deadline is far off and no piece is ever complete.
+        settings = llm_settings(seeded_home, base_url(server), llm_deadline_s=600)
+        assistant = Assistant(settings, embeddings=embeddings)
+        answer = assistant.ask(QUESTION)
+        assert server.abandoned.wait(LEAVE_S), "the client left the endless line"
+    # Loopback socket buffers hold megabytes, so only a loose bound: an unread line would run to gigabytes.
+    assert server.bytes_sent < 64 * MAX_LINE_BYTES, f"{server.bytes_sent} bytes sent"
+    assert answer.mode == "extractive" and answer.llm_error is not None
+    assert "line longer than 1 MiB" in answer.llm_error
+    assert_citations_hold(answer, assistant)
+
+
 @pytest.mark.parametrize("behaviour", ["stream_forever", "ten_mb"])
 def test_chat_stream_memory_stays_bounded(seeded_assistant: Assistant, behaviour: str) -> None:
     """The reader thread never runs far ahead of a slow caller: Python's peak allocation stays small."""
@@ -109,3 +124,21 @@ def test_chat_stream_memory_stays_bounded(seeded_assistant: Assistant, behaviour
     assert stream.truncated in ("deadline", "max_tokens")
     assert text_chars <= limits.max_chars
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+
+def test_endless_line_memory_stays_bounded(seeded_assistant: Assistant) -> None:
+    """Without the line cap the SSE decoder would hold the whole line: tens of MB before the deadline."""
+    candidates = seeded_assistant.retrieve(QUESTION)
+    messages = answer_messages(QUESTION, [c.chunk for c in candidates[:2]])
+    limits = StreamLimits(timeout_s=10, deadline_s=600, max_tokens=2000)
+    with stub_llm("endless_line") as server:
+        llm = make_llm(llm_settings(seeded_assistant.settings.home, base_url(server)))
+        tracemalloc.start()
+        try:
+            with pytest.raises(LLMError, match="line longer than 1 MiB"):
+                list(ChatStream(llm, messages, limits=limits))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert server.abandoned.wait(LEAVE_S)
+    assert peak < 8 * MAX_LINE_BYTES, f"peak {peak / 2**20:.1f} MB"

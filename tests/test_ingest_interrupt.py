@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signals import default_sigint
 
 from ingest.index import (
     INDEX_BATCH,
@@ -61,7 +62,11 @@ def many_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hooked_rag(*args: str, env: dict[str, str], hook: str, marker: Path) -> subprocess.Popen[bytes]:
     """`rag ARGS` in a process that touches `marker` and then blocks at `hook`, so a signal always lands there."""
     return subprocess.Popen(
-        [sys.executable, "-c", HOOKS[hook], str(marker), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", HOOKS[hook], str(marker), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr
 
 from rag.assistant import Assistant
+from rag.dates import iso, require_date
 from rag.llm import model_name
 from rag.settings import AnswerMode
 from rag.types import Answer, FinalEvent, RagError, TokenEvent
@@ -80,6 +82,18 @@ def chunk_count(value: float | None) -> int | None:
     return int(value)
 
 
+def date_options(as_of: str | None, since: str | None, until: str | None) -> tuple[date | None, dict[str, str] | None]:
+    """The settings' date controls as the Assistant takes them; DateError names a malformed one."""
+    # The date picker gives "YYYY-MM-DD" (a typed value may carry a time after it).
+    values = {
+        name: (value or "").strip().split(" ")[0]
+        for name, value in (("as of", as_of), ("since", since), ("until", until))
+    }
+    dates = {name: require_date(value, name=name) for name, value in values.items() if value}
+    where: dict[str, str] = {name: iso(dates[name]) for name in ("since", "until") if name in dates}
+    return dates.get("as of"), where or None
+
+
 def failure_message(exc: Exception) -> str:
     """One line for the user; RagError messages already say what to do."""
     if isinstance(exc, RagError):
@@ -123,7 +137,14 @@ class ChatApp:
     # -- chat ------------------------------------------------------------------------------------
 
     def respond(
-        self, message: str, turns: list[ChatTurn], k: float, mode: str
+        self,
+        message: str,
+        turns: list[ChatTurn],
+        k: float,
+        mode: str,
+        as_of: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> Iterator[tuple[Any, Any, Any, Any, list[ChatTurn]]]:
         """Stream one answer into the chat, then show its sources and retrieval details."""
         question = (message or "").strip()
@@ -141,8 +162,9 @@ class ChatApp:
         )
         text, answer, shown_at = "", None, 0.0
         try:
+            day, where = date_options(as_of, since, until)
             for event in self.assistant.stream(
-                question, history=history_of(turns), k=chunk_count(k), mode=answer_mode(mode)
+                question, history=history_of(turns), k=chunk_count(k), mode=answer_mode(mode), where=where, as_of=day
             ):
                 if isinstance(event, TokenEvent):
                     text += event.text
@@ -278,6 +300,19 @@ def build_app(assistant: Assistant) -> gr.Blocks:
                     with gr.Accordion("Settings", open=False, elem_id="settings"):
                         k = gr.Slider(1, 20, value=settings.k, step=1, label="k: chunks handed to the answer step")
                         mode = gr.Radio(list(MODES), value=settings.mode, label="Answer mode", elem_id="mode")
+                        with gr.Row():
+                            as_of = gr.DateTime(
+                                include_time=False,
+                                type="string",
+                                label="As of (empty: today, or the newest document)",
+                                elem_id="as-of",
+                            )
+                            since = gr.DateTime(
+                                include_time=False, type="string", label="Documents since", elem_id="since"
+                            )
+                            until = gr.DateTime(
+                                include_time=False, type="string", label="Documents until", elem_id="until"
+                            )
                 with gr.Column(scale=2, min_width=320, elem_id="sources-col"):
                     gr.Markdown("### Sources", elem_id="sources-title")
                     sources = gr.HTML(render.sources_html([], app.lookup), elem_id="sources")
@@ -306,7 +341,7 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             api_button = gr.Button()
 
         chat_outputs = [message, chatbot, sources, inspector, turns]
-        chat_inputs = [message, turns, k, mode]
+        chat_inputs = [message, turns, k, mode, as_of, since, until]
         for trigger in (message.submit, send.click):
             trigger(
                 app.respond,

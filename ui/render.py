@@ -56,7 +56,10 @@ def answer_markdown(answer: Answer, turn: int) -> str:
     if answer.abstained and answer.abstain_reason:
         parts.append(f"*Why no answer: {inert(answer.abstain_reason)}*")
     if answer.citations:
-        cited = " · ".join(f"[[{c.n}]](#{anchor(turn, c.n)}) {inert(c.title)}" for c in unique_by_n(answer.citations))
+        cited = " · ".join(
+            f"[[{c.n}]](#{anchor(turn, c.n)}) {inert(c.title)} ({c.date or 'undated'})"
+            for c in unique_by_n(answer.citations)
+        )
         parts.append(f"<sub>Sources: {cited}</sub>")
     return "\n\n".join(parts)
 
@@ -107,8 +110,8 @@ def citation_meta(citation: Citation, document: Document | None) -> str:
     bits = [citation.title or citation.source]
     if citation.page is not None:
         bits.append(f"p. {citation.page}")
-    if document is not None and document.metadata.get("date"):
-        bits.append(document.metadata["date"])
+    # A citation made before dates existed has none of its own; the document may.
+    bits.append(citation.date or (document.metadata.get("date") if document else None) or "undated")
     return " · ".join(bits)
 
 
@@ -200,6 +203,20 @@ def evidence_html(answer: Answer) -> str:
     )
 
 
+def dates_html(answer: Answer) -> str:
+    """The inspector's line on time: as of when (and why that date), the date filters, the question's time window."""
+    debug = answer.debug
+    if not answer.as_of:
+        return ""
+    bits = [f"<b>As of:</b> {escape(answer.as_of)} ({escape(str(debug.get('as_of_source', 'given')))})"]
+    for key in ("since", "until"):
+        if debug.get(key):
+            bits.append(f"<b>{key}:</b> {escape(str(debug[key]))}")
+    window = debug.get("time_window")
+    bits.append(f"<b>Time window:</b> {escape(str(window))}" if window else "<b>Time window:</b> none")
+    return f'<div class="dates">{" · ".join(bits)}</div>'
+
+
 def inspector_html(question: str, answer: Answer) -> str:
     """The Retrieval inspector for one answer: condensed query, per-retriever ranks and scores, what was cited."""
     cited = {c.chunk_id for c in answer.citations}
@@ -212,14 +229,16 @@ def inspector_html(question: str, answer: Answer) -> str:
             f"<td>{rank}</td><td>{fmt(cand.rerank_score)}</td>"
             f"<td>{cand.fused_rank}</td><td>{fmt(cand.fused_score, 4)}</td>"
             f"<td>{fmt(cand.bm25_rank)}</td><td>{fmt(cand.bm25_score, 2)}</td>"
-            f"<td>{fmt(cand.vector_rank)}</td><td>{fmt(cand.vector_score)}</td>"
+            f"<td>{fmt(cand.vector_rank)}</td><td>{fmt(cand.vector_score)}</td><td>{fmt(cand.window_rank)}</td>"
             f"<td>{'yes' if chunk.id in cited else ''}</td>"
-            f"<td><b>{escape(chunk.title)}</b>{f' p. {chunk.page}' if chunk.page else ''}<br>"
+            f"<td><b>{escape(chunk.title)}</b>{f' p. {chunk.page}' if chunk.page else ''}"
+            f" · {escape(chunk.metadata.get('date') or 'undated')}<br>"
             f'<span class="snippet">{escape(snippet)}</span></td></tr>'
         )
     table = (
         '<table class="inspector"><thead><tr><th>rank</th><th>re-rank score</th><th>fused rank</th>'
         "<th>fused score</th><th>BM25 rank</th><th>BM25 score</th><th>vector rank</th><th>sentence cosine</th>"
+        "<th>window rank</th>"
         f"<th>cited</th><th>chunk</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<div class="empty">No candidates were retrieved.</div>'
@@ -230,7 +249,7 @@ def inspector_html(question: str, answer: Answer) -> str:
         f"<div><b>Condensed query:</b> "
         f'<code class="condensed">{escape(answer.condensed_query or question)}</code></div>'
         f"<div><b>Mode:</b> {escape(answer.mode)}{f' · <b>Timings:</b> {escape(timings)}' if timings else ''}</div>"
-        f"{evidence_html(answer)}{table}</div>"
+        f"{dates_html(answer)}{evidence_html(answer)}{table}</div>"
     )
 
 

@@ -1,0 +1,265 @@
+"""News-aware answers over a small dated corpus, with real Chroma and the real MiniLM model.
+
+tests/fixtures/news holds a story told by three dated reports (the third corrects the first; the second is dated
+only by its dateline), two documents that disagree on a cost, and an undated note.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+from test_cli_ingest import rag
+
+from evals.dataset import DatasetError, load_jsonl
+from ingest import ingest_paths
+from ingest.load import load_file
+from rag.assistant import Assistant
+from rag.dates import DateError
+from rag.embeddings import LocalEmbeddings
+from rag.settings import Settings
+from ui import render
+
+NEWS = Path(__file__).parent / "fixtures" / "news"
+DATES = {
+    "harbour-fire-first-report.md": "2025-03-10",
+    "harbour-fire-update.md": "2025-03-12",
+    "harbour-fire-correction.md": "2025-03-14",
+    "bridge-cost-council.md": "2025-02-01",
+    "bridge-cost-audit.md": "2025-02-20",
+    "newsroom-note.md": None,
+}
+FIRE_START = "Where did the grain terminal fire start?"
+INJURED = "How many people were injured in the grain terminal fire?"
+BRIDGE = "How much will the Lindqvist Bridge cost?"
+
+
+def name(source: str) -> str:
+    return Path(source).name
+
+
+@pytest.fixture(scope="module")
+def news_home(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalEmbeddings) -> Path:
+    home = tmp_path_factory.mktemp("news") / "rag"
+    assistant = Assistant(Settings(home=home), embeddings=embeddings)
+    report = ingest_paths([NEWS], settings=assistant.settings, store=assistant.store)
+    assert not report.failed and report.added == report.chunks == len(DATES)
+    return home
+
+
+@pytest.fixture(scope="module")
+def news(news_home: Path, embeddings: LocalEmbeddings) -> Assistant:
+    return Assistant(Settings(home=news_home), embeddings=embeddings)
+
+
+def test_every_chunk_carries_its_documents_iso_date_or_none(news: Assistant) -> None:
+    chunks = news.search.bm25().chunks
+    assert {name(c.source): c.metadata.get("date") for c in chunks} == DATES
+    by_name = {name(c.source): c for c in chunks}
+    # Dated only by "PORT AURELIA, Mar 12 –" and the year its text mentions: the chunk says so.
+    assert by_name["harbour-fire-update.md"].metadata["date_source"] == "dateline, year from the text"
+    assert "date_source" not in by_name["harbour-fire-first-report.md"].metadata  # front matter wins
+
+
+def test_citations_carry_their_documents_dates_in_the_json_too(news: Assistant) -> None:
+    answer = news.ask(BRIDGE)
+    assert answer.citations
+    for citation in answer.citations:
+        assert citation.date == DATES[name(citation.source)]
+    out = answer.to_json_dict()
+    assert [c["date"] for c in out["citations"]] == [c.date for c in answer.citations]
+    assert out["as_of"] == "2025-03-14"
+
+
+def test_default_as_of_is_the_newest_document_and_the_debug_says_so(news: Assistant) -> None:
+    answer = news.ask(FIRE_START)
+    assert answer.as_of == "2025-03-14" and answer.debug["as_of_source"] == "newest document"
+    given = news.ask(FIRE_START, as_of=date(2025, 3, 11))
+    assert given.as_of == "2025-03-11" and given.debug["as_of_source"] == "given"
+
+
+def test_as_of_hides_later_documents_from_retrieval_and_the_answer(news: Assistant) -> None:
+    latest = news.ask(FIRE_START)
+    assert "west warehouse" in latest.text  # the correction of 14 March
+    earlier = news.ask(FIRE_START, as_of=date(2025, 3, 11))
+    assert "east warehouse" in earlier.text and "west warehouse" not in earlier.text
+    seen = {name(c.chunk.source) for c in earlier.candidates} | {name(c.source) for c in earlier.citations}
+    assert not seen & {"harbour-fire-update.md", "harbour-fire-correction.md"}
+    for method in ("bm25", "vector", "hybrid"):
+        found = news.retrieve("grain terminal fire warehouse", k=10, method=method, as_of=date(2025, 3, 11))  # type: ignore[arg-type]
+        assert found and all(
+            DATES[name(c.chunk.source)] is None or DATES[name(c.chunk.source)] <= "2025-03-11" for c in found
+        ), method
+
+
+def test_undated_documents_stay_visible_under_as_of(news: Assistant) -> None:
+    found = news.retrieve("Who leads the coverage of the harbour fire?", as_of=date(2024, 1, 1))
+    assert [name(c.chunk.source) for c in found] == ["newsroom-note.md"]  # every dated report is later
+
+
+def test_since_and_until_bound_the_dates_and_leave_undated_documents_out(news: Assistant) -> None:
+    found = news.retrieve("fire bridge terminal coverage", k=10, where={"since": "2025-03-11"})
+    assert {name(c.chunk.source) for c in found} == {"harbour-fire-update.md", "harbour-fire-correction.md"}
+    window = news.retrieve("fire bridge terminal coverage", k=10, where={"since": "2025-02-01", "until": "2025-02-28"})
+    assert {name(c.chunk.source) for c in window} == {"bridge-cost-council.md", "bridge-cost-audit.md"}
+
+
+def test_malformed_dates_are_one_line_errors_in_the_python_api(news: Assistant) -> None:
+    with pytest.raises(DateError, match=r"^since: '2025-02-30' is not a date; use YYYY-MM-DD$"):
+        news.ask(FIRE_START, where={"since": "2025-02-30"})
+    with pytest.raises(DateError, match="until"):
+        news.retrieve(FIRE_START, where={"until": "March"})
+
+
+def test_cli_ask_as_of_and_malformed_dates(news_home: Path, tmp_path: Path) -> None:
+    done = rag("ask", FIRE_START, "--as-of", "2025-03-11", "--json", home=news_home)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["as_of"] == "2025-03-11" and "east warehouse" in out["answer"]
+    assert all(c["date"] == "2025-03-10" for c in out["citations"])
+    text = rag("ask", FIRE_START, home=news_home)
+    assert "[1] Correction: the grain terminal fire started in the west warehouse, 2025-03-14 (" in text.stdout
+    for option, value in (("--as-of", "2025-13-01"), ("--since", "yesterday"), ("--until", "18/01/2025")):
+        bad = rag("ask", FIRE_START, option, value, home=tmp_path / "never-made")
+        assert bad.returncode == 2 and bad.stdout == ""
+        assert bad.stderr == f"error: {option}: '{value}' is not a date; use YYYY-MM-DD\n"
+    assert not (tmp_path / "never-made").exists()  # refused before any work
+
+
+def test_status_shows_the_date_range(news: Assistant, news_home: Path) -> None:
+    assert news.status()["dates"] == {"oldest": "2025-02-01", "newest": "2025-03-14", "dated_documents": 5}
+    shown = rag("status", home=news_home)
+    assert shown.returncode == 0, shown.stderr
+    assert "dates:       2025-02-01 to 2025-03-14 (5 of 6 documents dated)" in shown.stdout
+
+
+def test_a_conflict_shows_both_values_with_dates_and_marks_the_newer(news: Assistant) -> None:
+    answer = news.ask(BRIDGE)
+    assert len(answer.conflicts) == 1
+    values = {v.value: v for v in answer.conflicts[0].values}
+    assert set(values) == {"48", "55"}
+    assert (values["48"].date, values["55"].date) == ("2025-02-01", "2025-02-20")
+    assert values["55"].is_newest and not values["48"].is_newest
+    cited = {c.n: c for c in answer.citations}
+    assert name(cited[values["48"].n].source) == "bridge-cost-council.md"
+    assert name(cited[values["55"].n].source) == "bridge-cost-audit.md"
+    assert "55 million euros" in cited[values["55"].n].quote
+    assert (
+        f"48 [{values['48'].n}] (1 February 2025)" in answer.text
+        and f"55 [{values['55'].n}] (20 February 2025, the newer)" in answer.text
+    )
+    assert answer.to_json_dict()["conflicts"][0]["slot"] == answer.conflicts[0].slot
+
+
+def test_a_rival_count_in_an_uncited_report_is_cited_not_dropped(news: Assistant) -> None:
+    answer = news.ask(INJURED)
+    assert answer.conflicts, answer.text
+    values = {v.value: v for v in answer.conflicts[0].values}
+    assert set(values) == {"12", "19"} and values["19"].is_newest
+    assert {values["12"].date, values["19"].date} == {"2025-03-10", "2025-03-12"}
+    short = answer.short_answer
+    assert short is not None and short.date == next(c.date for c in answer.citations if c.n == short.n)
+    # An earlier as_of hides the update: one report, one count, no conflict.
+    assert news.ask(INJURED, as_of=date(2025, 3, 11)).conflicts == ()
+
+
+def test_time_sensitive_questions_and_mixed_dates_say_as_of_when(news: Assistant) -> None:
+    this_week = news.ask("What happened at the grain terminal this week?")
+    assert "As of 14 March 2025: " in this_week.text
+    assert this_week.debug["time_window"] == '"this week": 2025-03-10 to 2025-03-14'
+    mixed = news.ask(BRIDGE)  # sources of 1 and 20 February: the newest cited date is named
+    assert "As of 20 February 2025: " in mixed.text
+    plain = news.ask("Who leads the coverage of the harbour fire?")
+    assert "As of" not in plain.text and all(c.date is None for c in plain.citations)
+
+
+def test_the_time_window_boosts_documents_of_that_day(news: Assistant) -> None:
+    plain = news.retrieve("What did the fire service say about the grain terminal fire?", as_of=date(2025, 3, 14))
+    wednesday = news.retrieve(
+        "What did the fire service say about the grain terminal fire on Wednesday?", as_of=date(2025, 3, 14)
+    )
+    assert name(wednesday[0].chunk.source) == "harbour-fire-update.md"  # dated Wednesday 12 March
+    in_window = [c for c in wednesday if c.window_rank is not None]
+    assert {name(c.chunk.source) for c in in_window} == {"harbour-fire-update.md"}
+    update = next(c for c in plain if name(c.chunk.source) == "harbour-fire-update.md")
+    boosted = next(c for c in wednesday if name(c.chunk.source) == "harbour-fire-update.md")
+    assert boosted.rank <= update.rank and plain[0].window_rank is None
+    # Not only a filter: documents outside the window are still there, ranked lower.
+    assert {name(c.chunk.source) for c in wednesday} - {"harbour-fire-update.md"}
+
+
+def test_a_timeline_question_gets_dated_cited_lines_in_date_order(news: Assistant) -> None:
+    answer = news.ask("How has the grain terminal fire developed?")
+    lines = answer.text.splitlines()
+    assert answer.debug.get("timeline") is True and len(lines) == len(answer.citations) >= 3
+    assert [line.split(":")[0] for line in lines] == ["- 10 March 2025", "- 12 March 2025", "- 14 March 2025"]
+    assert [c.date for c in answer.citations] == sorted(c.date or "" for c in answer.citations)
+    assert all(f"[{c.n}]" in line and c.quote in line for c, line in zip(answer.citations, lines, strict=True))
+    assert not any("Lindqvist" in line for line in lines)  # off-topic documents stay out
+    assert answer.short_answer is None  # the citations were renumbered; a timeline is no single phrase
+
+
+def test_the_chat_shows_citation_dates_and_the_time_window(news: Assistant) -> None:
+    answer = news.ask("What happened at the grain terminal this week?")
+    markdown = render.answer_markdown(answer, turn=1)
+    assert "(2025-03-14)" in markdown
+    cited = answer.citations[0]
+    assert render.citation_meta(cited, news.document(cited.source)).endswith(" · 2025-03-14")
+    inspector = render.inspector_html(answer.condensed_query, answer)
+    assert "2025-03-14 (newest document)" in inspector and "2025-03-10 to 2025-03-14" in inspector
+
+
+def test_reingest_gives_chunks_ingested_before_dates_existed_their_dates(
+    tmp_path: Path, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.load
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    shutil.copy(NEWS / "harbour-fire-update.md", folder)
+    shutil.copy(NEWS / "newsroom-note.md", folder)
+    assistant = Assistant(Settings(home=tmp_path / "rag"), embeddings=embeddings)
+    with monkeypatch.context() as before_dates:  # the reader as it was: no date from the dateline
+        before_dates.setattr(ingest.load, "dated_metadata", lambda metadata, text: dict(metadata))
+        ingest_paths([folder], settings=assistant.settings, store=assistant.store)
+    assert all("date" not in c.metadata for c in assistant.store.iter_chunks())
+    report = ingest_paths([folder], settings=assistant.settings, store=assistant.store)
+    # A chunk's id hashes its metadata: the dated chunk is new, the undated note is unchanged and skipped.
+    assert (report.added, report.deleted, report.unchanged) == (1, 1, 1)
+    dates = {name(c.source): c.metadata.get("date") for c in assistant.store.iter_chunks()}
+    assert dates == {"harbour-fire-update.md": "2025-03-12", "newsroom-note.md": None}
+
+
+def test_html_and_pdf_metadata_dates_are_iso(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+    from reportlab.pdfgen import canvas
+
+    html = tmp_path / "page.html"
+    html.write_text(
+        "<html><head><title>Flood</title><meta property='article:published_time' content='2024-05-01T08:00:00Z'>"
+        "</head><body><article><p>Heavy rains caused the river to burst its banks on Tuesday, officials said."
+        "</p><p>Relief supplies will be flown in.</p></article></body></html>"
+    )
+    assert load_file(html, max_bytes=2**20, timeout_s=60, memory_mb=1024).metadata["date"] == "2024-05-01"
+    pdf = canvas.Canvas(str(tmp_path / "drawn.pdf"))
+    pdf.drawString(72, 800, "The dam reached capacity.")
+    pdf.save()
+    writer = PdfWriter(clone_from=str(tmp_path / "drawn.pdf"))
+    writer.add_metadata({"/CreationDate": "D:20240506070809+00'00'"})
+    writer.write(tmp_path / "report.pdf")
+    loaded = load_file(tmp_path / "report.pdf", max_bytes=2**20, timeout_s=60, memory_mb=1024)
+    assert loaded.metadata.get("date") == "2024-05-06"
+
+
+def test_eval_lines_take_an_optional_as_of(tmp_path: Path) -> None:
+    line = {"id": "a", "question": "q?", "answers": ["x"], "answerable": True, "evidence": ["x"]}
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(line | {"as_of": "2025-03-11"}) + "\n" + json.dumps(line | {"id": "b"}) + "\n")
+    assert [item.as_of_date for item in load_jsonl(good)] == [date(2025, 3, 11), None]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(line) + "\n" + json.dumps(line | {"id": "b", "as_of": "2025-02-30"}) + "\n")
+    with pytest.raises(DatasetError, match=r"bad.jsonl:2: .*as_of: '2025-02-30' is not a date"):
+        load_jsonl(bad)
