@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export NO_PROXY := 127.0.0.1,localhost
 export no_proxy := 127.0.0.1,localhost
 
-.PHONY: install browser run test fuzz bench lint clean
+.PHONY: install browser postgres run test fuzz bench lint clean
 
 install: $(STAMP)
 
@@ -33,13 +33,20 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's PostgreSQL for the shared-state tests (a fixture runs initdb + pg_ctl in a temp dir; nothing is
+# started here, and the package's own cluster is not used).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 # The chat on http://$(CHAT_HOST):$(CHAT_PORT)/; an empty index is first filled from corpus/, with a progress bar.
 CHAT_HOST ?= 127.0.0.1
 CHAT_PORT ?= 7860
 run: install
 	$(VENV)/bin/rag chat --host $(CHAT_HOST) --port $(CHAT_PORT) --corpus corpus
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest
 
 # The fuzz tests with HYPOTHESIS_PROFILE=deep: 10x the examples `make test` runs, fresh random ones each time

@@ -62,7 +62,7 @@ class Assistant:
         self.embeddings = embeddings or make_embeddings(settings)
         self.store = Store(settings, self.embeddings)
         self.search = HybridSearch(settings, self.store, self.embeddings)
-        self.texts = DocumentTexts(settings.home, settings.collection)
+        self.texts = DocumentTexts(settings.home, settings.collection, database_url=settings.database_url)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Assistant:

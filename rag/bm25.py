@@ -9,6 +9,7 @@ import math
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -225,8 +226,14 @@ class BM25Index:
         return cls(retriever, chunks, (folder / "revision").read_text(encoding="utf-8"))
 
 
-_lock = threading.Lock()
+# Snapshots by index folder. A question reads one without any lock; a rebuild swaps in the next one when done.
 _cache: dict[Path, BM25Index] = {}
+_guard = threading.Lock()  # guards the two dicts below, never held while building
+_build_locks: dict[Path, threading.Lock] = {}  # one build per folder at a time
+_builders: dict[Path, threading.Thread] = {}
+_checked: dict[Path, float] = {}  # when the serving path last asked the store for the revision
+# The serving path asks the store (an HTTP call in server mode) for the revision at most this often per process.
+REVISION_CHECK_S = 1.0
 
 
 def index_folder(store: Store) -> Path:
@@ -236,11 +243,33 @@ def index_folder(store: Store) -> Path:
     return settings.home / "bm25" / scope / settings.collection
 
 
-def load_bm25(store: Store, *, revision: str | None = None) -> BM25Index:
-    """The BM25 index for the store, rebuilt from the collection when missing or stale."""
+def load_bm25(store: Store, *, revision: str | None = None, wait: bool = True) -> BM25Index:
+    """The BM25 index for the store, rebuilt from the collection when missing or stale.
+
+    With wait=False (questions), a stale snapshot keeps serving while the next one is built in a background thread,
+    and the revision is asked at most every REVISION_CHECK_S; only a process with no usable snapshot waits.
+    """
     folder = index_folder(store)
+    cached = _cache.get(folder)
+    now = time.monotonic()
+    if not wait and cached is not None and revision is None and now - _checked.get(folder, -1e9) < REVISION_CHECK_S:
+        return cached
     current = store.revision() if revision is None else revision
-    with _lock:
+    _checked[folder] = now
+    if cached is not None and cached.revision == current:
+        return cached
+    # A collection with no revision is gone or new: its stale snapshot must not answer for it.
+    if not wait and cached is not None and cached.chunks and current:
+        rebuild_in_background(store, folder, current)
+        return cached
+    return rebuild(store, folder, current)
+
+
+def rebuild(store: Store, folder: Path, current: str) -> BM25Index:
+    """Load the saved index for this revision, or build it from the collection and save it; then serve it."""
+    with _guard:
+        build_lock = _build_locks.setdefault(folder, threading.Lock())
+    with build_lock:  # only builders wait here; questions keep reading the previous snapshot
         cached = _cache.get(folder)
         if cached is not None and cached.revision == current:
             return cached
@@ -255,3 +284,24 @@ def load_bm25(store: Store, *, revision: str | None = None) -> BM25Index:
             loaded.save(folder)
         _cache[folder] = loaded
         return loaded
+
+
+def rebuild_in_background(store: Store, folder: Path, current: str) -> None:
+    """Start one builder thread for the folder, unless one is running.
+
+    It builds the revision it is given; if the collection moves on meanwhile, a later question starts the next.
+    """
+
+    def build() -> None:
+        try:
+            rebuild(store, folder, current)
+        except Exception as exc:  # the previous snapshot keeps serving; the next question tries again
+            log.warning("BM25 rebuild of %s failed (%s); serving the previous index", folder, one_line(exc))
+
+    with _guard:
+        running = _builders.get(folder)
+        if running is not None and running.is_alive():
+            return
+        thread = threading.Thread(target=build, name=f"bm25-rebuild-{folder.name}", daemon=True)
+        _builders[folder] = thread
+        thread.start()

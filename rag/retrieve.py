@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
@@ -163,6 +165,7 @@ class HybridSearch:
         self.settings = settings
         self.store = store
         self.embeddings = embeddings
+        self._pinned = threading.local()  # the snapshot this thread's search() ranks with
         self._dates: tuple[BM25Index, ChunkDates] | None = None
 
     def dates(self) -> ChunkDates:
@@ -183,8 +186,8 @@ class HybridSearch:
         return DateScope(as_of, source, bounds.get("since"), bounds.get("until"), window)
 
     def bm25(self) -> BM25Index:
-        """The current BM25 index; raises IndexNotFound when the collection is empty."""
-        index = load_bm25(self.store)
+        """The current BM25 index (inside search(), the one it pinned); raises IndexNotFound when it is empty."""
+        index = getattr(self._pinned, "index", None) or load_bm25(self.store, wait=False)
         if not index.chunks:
             raise IndexNotFound(self.settings.chroma_url or self.settings.home, self.settings.collection)
         return index
@@ -307,6 +310,24 @@ class HybridSearch:
         Chunks the date scope hides are never returned; those in its time window are boosted: a BM25 ranking of the
         window alone joins the fusion, and the re-rank score gains RAG_WINDOW_BOOST.
         """
+        with self.pinned():
+            return self._search(query, k=k, method=method, where=where, scope=scope)
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Every bm25() call in this thread within the block uses one snapshot, fetched (revision asked) once."""
+        if getattr(self._pinned, "index", None) is not None:
+            yield
+            return
+        self._pinned.index = self.bm25()
+        try:
+            yield
+        finally:
+            self._pinned.index = None
+
+    def _search(
+        self, query: str, *, k: int, method: Method, where: dict[str, str] | None, scope: DateScope | None
+    ) -> list[Candidate]:
         depth = max(k, self.settings.candidates)
         equality, _ = split_where(where)
         scope = scope or self.scope(query, where)

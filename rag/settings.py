@@ -142,6 +142,19 @@ class Settings(BaseSettings):
         "a lean prompt keeps the time to first token low on CPU models.",
     )
 
+    # Shared state (several replicas)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database holding the ingest records and document texts, shared by every "
+        "replica (postgresql://user:password@host/db); default: SQLite files in home.",
+    )
+    write_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait for another process's write (an ingest, an upload, a delete) to the same "
+        "collection in RAG_DATABASE_URL before giving up with one line.",
+    )
+
     @property
     def is_server_mode(self) -> bool:
         """True when a Chroma server is used instead of the embedded store."""

@@ -1,4 +1,4 @@
-"""Chroma (embedded or server) holding the chunks and vectors, plus a local store of full document texts."""
+"""Chroma (embedded or server) holding the chunks and vectors, plus the SQL store of full document texts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import logging
 import os
 import shutil
 import sqlite3
+import sys
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from rag.database import TEXTS_FILE, engine_for, sqlite_file, translate_errors
 from rag.types import (
     Chunk,
     Document,
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
     from chromadb.api.types import Metadata, Where
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Connection, Engine
 
     from rag.embeddings import LocalEmbeddings
     from rag.settings import Settings
@@ -49,6 +53,8 @@ REVISION_KEY = "rag_revision"
 SENTENCE_CACHE_CHUNKS = 20_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+# Metadata values up to this long are interned (see shared).
+INTERN_CHARS = 256
 # Values per SQL statement: old SQLite builds allow 999 variables.
 SQL_BATCH = 500
 
@@ -145,18 +151,29 @@ def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
     return meta
 
 
+def shared(value: Any) -> str:
+    """One string object per short repeated value (a source, a title, a date), interned.
+
+    A BM25 snapshot holds every chunk, and each chunk of a document would otherwise carry its own copies.
+    """
+    text = str(value)
+    return sys.intern(text) if len(text) <= INTERN_CHARS else text
+
+
 def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     """Rebuild a Chunk from a Chroma record."""
     page = meta.get("page")
     return Chunk(
         id=chunk_id,
-        source=str(meta.get("source", "")),
-        title=str(meta.get("title", "")),
+        source=shared(meta.get("source", "")),
+        title=shared(meta.get("title", "")),
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", len(text))),
         page=int(page) if page is not None else None,
         text=text,
-        metadata={k: str(v) for k, v in meta.items() if k not in CHUNK_FIELDS},
+        metadata={
+            shared(k): chunk_id if v == chunk_id else shared(v) for k, v in meta.items() if k not in CHUNK_FIELDS
+        },
     )
 
 
@@ -206,7 +223,7 @@ class Store:
         from rag.vectorstore import ChunkVectorStore
 
         self.collection  # noqa: B018 - create it with our configuration before LangChain opens it
-        return ChunkVectorStore(self)
+        return ChunkVectorStore(self.settings.collection, client=self.client, embeddings=self.embeddings, writer=self)
 
     def upsert(
         self,
@@ -287,6 +304,27 @@ class Store:
             for chunk_id, text, meta in zip(ids, page["documents"] or [], page["metadatas"] or [], strict=True):
                 yield chunk_from_record(chunk_id, text or "", dict(meta or {}))
             offset += len(ids)
+
+    def chunk_ids(self) -> set[str]:
+        """Every chunk id in the collection (ids only: cheap enough to check records against at start-up)."""
+        found: set[str] = set()
+        while True:
+            with self.translate_errors():
+                page = self.collection.get(include=[], limit=MAX_CHROMA_BATCH, offset=len(found))
+            if not page["ids"]:
+                return found
+            found.update(page["ids"])
+
+    def sources_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """Each chunk's source, from its metadata (missing chunks are left out)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), MAX_CHROMA_BATCH):
+            with self.translate_errors():
+                page = self.collection.get(ids=list(ids[i : i + MAX_CHROMA_BATCH]), include=["metadatas"])
+            out.update(
+                (i, str((m or {}).get("source", ""))) for i, m in zip(page["ids"], page["metadatas"] or [], strict=True)
+            )
+        return out
 
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order given (missing ones are skipped)."""
@@ -423,102 +461,145 @@ class _StoreErrors:
 
 _sound_files: set[Path] = set()  # SQLite files checked (or replaced) by this process
 _sound_lock = threading.Lock()
+_schemas: set[str] = set()  # database URLs whose text tables this process has created
+
+
+def text_tables() -> tuple[Table, Table]:
+    """The current texts and the staged ones, one row per (collection, source), same columns."""
+    from sqlalchemy import Column, MetaData, Table, Text
+
+    meta = MetaData()
+    return tuple(  # type: ignore[return-value]
+        Table(
+            name,
+            meta,
+            Column("collection", Text, primary_key=True),
+            Column("source", Text, primary_key=True),
+            Column("title", Text),
+            Column("text", Text),
+            Column("pages", Text),
+            Column("metadata", Text),
+        )
+        for name in ("documents", "staged")
+    )
+
+
+DOCUMENTS, STAGED = text_tables()
 
 
 class DocumentTexts:
-    """Full cleaned texts of ingested documents, kept in home so quotes are verified and shown in place.
+    """Full cleaned texts of ingested documents, so quotes are verified and shown in place.
 
+    They live in RAG_DATABASE_URL when set (every replica then sees every text), else in home/documents.sqlite.
     Every chunk must satisfy `text[chunk.start:chunk.end] == chunk.text` against its document's stored text. An
     ingest that changes a document therefore *stages* the new text beside the current one, indexes, and only then
-    *commits* it (see ingest.index). Until the commit, the current text still fits every old chunk; an interrupted
-    run leaves the staged text behind, and the next ingest or chat start repairs the pair (ingest.index.repair_texts).
+    *commits* it (see rag.corpus). Until the commit, the current text still fits every old chunk; an interrupted
+    run leaves the staged text behind, and the next ingest or chat start repairs the pair (Corpus.repair).
     """
 
-    def __init__(self, home: Path, collection: str) -> None:
-        self.path = home / "documents.sqlite"
+    def __init__(self, home: Path, collection: str, *, database_url: str | None = None) -> None:
+        self.url = database_url or f"sqlite:///{(home / TEXTS_FILE).resolve()}"
+        self.path = sqlite_file(self.url)
         self.collection = collection
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._check()
-        db = sqlite3.connect(self.path, timeout=30)
-        for table in ("documents", "staged"):
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (collection TEXT, source TEXT, title TEXT, text TEXT,"
-                " pages TEXT, metadata TEXT, PRIMARY KEY (collection, source))"
-            )
-        return db
+    @contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[Connection]:
+        """A connection in one transaction (committed when `write`); a lost server is one line."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check(self.path)
+        engine = engine_for(self.url)
+        with translate_errors(self.url):
+            if self.url not in _schemas:
+                create_tables(engine, [DOCUMENTS, STAGED])
+                _schemas.add(self.url)
+            with engine.begin() if write else engine.connect() as conn:
+                yield conn
 
-    def _check(self) -> None:
+    def _check(self, path: Path) -> None:
         """Once per process: a corrupt file is moved aside with a one-line warning, never silently used."""
         with _sound_lock:
-            if self.path.resolve() in _sound_files:
+            if path.resolve() in _sound_files:
                 return
-            problem = sqlite_problem(self.path)
+            problem = sqlite_problem(path)
             if problem:
-                aside = move_aside(self.path)
+                aside = move_aside(path)
+                _schemas.discard(self.url)
                 log.warning(
                     "%s is corrupt (%s): moved to %s. Document texts cannot be rebuilt exactly from the chunks, so "
                     "quotes are checked against the chunks alone until you re-ingest your files (`rag ingest PATH`)",
-                    self.path,
+                    path,
                     problem,
                     aside.name,
                 )
-            _sound_files.add(self.path.resolve())
+            _sound_files.add(path.resolve())
 
-    def _rows(self, docs: Sequence[Document]) -> list[tuple[str, ...]]:
+    def _rows(self, docs: Sequence[Document]) -> list[dict[str, str]]:
         return [
-            (
-                self.collection,
-                doc.source,
-                doc.title,
-                doc.text,
-                json.dumps([p.model_dump() for p in doc.pages]),
-                json.dumps(doc.metadata),
-            )
+            {
+                "collection": self.collection,
+                "source": doc.source,
+                "title": doc.title,
+                "text": doc.text,
+                "pages": json.dumps([p.model_dump() for p in doc.pages]),
+                "metadata": json.dumps(doc.metadata),
+            }
             for doc in docs
         ]
 
     def put_many(self, docs: Sequence[Document]) -> None:
         """Store or replace documents' current texts, in one transaction (for texts that fit the indexed chunks)."""
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+        with self._connect(write=True) as conn:
+            upsert(conn, DOCUMENTS, self._rows(docs))
 
     def stage_many(self, docs: Sequence[Document]) -> None:
         """Keep new texts beside the current ones until their chunks are indexed (then commit_staged)."""
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO staged VALUES (?, ?, ?, ?, ?, ?)", self._rows(docs))
+        with self._connect(write=True) as conn:
+            upsert(conn, STAGED, self._rows(docs))
 
     def commit_staged(self, sources: Sequence[str]) -> None:
         """Make these sources' staged texts current, in one transaction."""
-        move = "INSERT OR REPLACE INTO documents SELECT * FROM staged WHERE collection = ? AND source IN ({})"
-        with closing(self._connect()) as db, db:
+        from sqlalchemy import delete, select
+
+        with self._connect(write=True) as conn:
             for i in range(0, len(sources), SQL_BATCH):
                 part = list(sources[i : i + SQL_BATCH])
-                marks = ",".join("?" * len(part))
-                db.execute(move.format(marks), [self.collection, *part])
-                db.execute(f"DELETE FROM staged WHERE collection = ? AND source IN ({marks})", [self.collection, *part])
+                mine = (STAGED.c.collection == self.collection) & STAGED.c.source.in_(part)
+                rows = [dict(r._mapping) for r in conn.execute(select(STAGED).where(mine))]
+                upsert(conn, DOCUMENTS, rows)
+                conn.execute(delete(STAGED).where(mine))
 
     def drop_staged(self, source: str) -> None:
         """Forget a staged text (its chunks never made it)."""
-        with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM staged WHERE collection = ? AND source = ?", (self.collection, source))
+        from sqlalchemy import delete
+
+        with self._connect(write=True) as conn:
+            conn.execute(delete(STAGED).where((STAGED.c.collection == self.collection) & (STAGED.c.source == source)))
 
     def staged_sources(self) -> list[str]:
         """Sources whose new text is staged: an ingest of them was interrupted, or is running now."""
-        with closing(self._connect()) as db:
-            rows = db.execute("SELECT source FROM staged WHERE collection = ?", (self.collection,)).fetchall()
-        return [r[0] for r in rows]
+        return self._sources(STAGED)
+
+    def sources(self) -> list[str]:
+        """Sources with a current text."""
+        return self._sources(DOCUMENTS)
+
+    def _sources(self, table: Table) -> list[str]:
+        from sqlalchemy import select
+
+        with self._connect() as conn:
+            return list(conn.execute(select(table.c.source).where(table.c.collection == self.collection)).scalars())
 
     def get(self, source: str, *, staged: bool = False) -> Document | None:
-        """The stored (or staged) document for a source, if this machine ingested it."""
-        with closing(self._connect()) as db:
-            row = db.execute(
-                "SELECT source, title, text, pages, metadata FROM "
-                + ("staged" if staged else "documents")
-                + " WHERE collection = ? AND source = ?",
-                (self.collection, source),
-            ).fetchone()
+        """The stored (or staged) document for a source, if it was ingested."""
+        from sqlalchemy import select
+
+        table = STAGED if staged else DOCUMENTS
+        query = select(table.c.source, table.c.title, table.c.text, table.c.pages, table.c["metadata"]).where(
+            (table.c.collection == self.collection) & (table.c.source == source)
+        )
+        with self._connect() as conn:
+            row = conn.execute(query).first()
         if row is None:
             return None
         return Document(
@@ -527,9 +608,48 @@ class DocumentTexts:
 
     def delete(self, source: str) -> None:
         """Forget one document."""
-        with closing(self._connect()) as db, db:
-            for table in ("documents", "staged"):
-                db.execute(f"DELETE FROM {table} WHERE collection = ? AND source = ?", (self.collection, source))
+        self.delete_many([source])
+
+    def delete_many(self, sources: Sequence[str]) -> None:
+        """Forget documents, current and staged texts alike."""
+        from sqlalchemy import delete
+
+        with self._connect(write=True) as conn:
+            for i in range(0, len(sources), SQL_BATCH):
+                part = list(sources[i : i + SQL_BATCH])
+                for table in (DOCUMENTS, STAGED):
+                    conn.execute(
+                        delete(table).where((table.c.collection == self.collection) & table.c.source.in_(part))
+                    )
+
+
+def create_tables(engine: Engine, tables: Sequence[Table]) -> None:
+    """Create missing tables; two processes racing to create them is fine (the loser finds them made)."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    try:
+        tables[0].metadata.create_all(engine, tables=list(tables))
+    except (IntegrityError, ProgrammingError):  # PostgreSQL: "duplicate key ... pg_type" when another won the race
+        tables[0].metadata.create_all(engine, tables=list(tables))
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, str]]) -> None:
+    """Insert rows, replacing those with the same (collection, source), in the database's own dialect."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        insert: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = sqlite_insert(table)
+    columns = ("title", "text", "pages", "metadata")
+    statement = insert.on_conflict_do_update(
+        index_elements=["collection", "source"], set_={c: insert.excluded[c] for c in columns}
+    )
+    conn.execute(statement, rows)  # executemany: one statement per row, no variable limit
 
 
 def sqlite_problem(path: Path) -> str | None:

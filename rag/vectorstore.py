@@ -2,27 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_chroma import Chroma
 
 if TYPE_CHECKING:
-    from rag.store import Store
+    from chromadb.api import ClientAPI
+
+    from rag.embeddings import LocalEmbeddings
+    from rag.types import PassageVectors
+
+
+class ChunkWriter(Protocol):
+    """What the vector store writes through (rag.store.Store)."""
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+        vectors: Sequence[PassageVectors],
+    ) -> None:
+        """Write chunks and their sentence vectors."""
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks and their sentence vectors."""
 
 
 class ChunkVectorStore(Chroma):
-    """LangChain's Chroma store whose writes also keep the store's sentence collection in step.
+    """LangChain's Chroma store whose writes also keep the sentence collection in step.
 
     `langchain_core.indexing.index()` only calls `add_documents` and `delete`, so those are the two places where
-    a chunk's sentence vectors are written and removed with it.
+    a chunk's sentence vectors are written and removed with it, through the writer (the Store, seen only as a
+    protocol, so that this module imports nothing of rag's but types).
     """
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(
-            collection_name=store.settings.collection, embedding_function=store.embeddings, client=store.client
-        )
-        self.store = store
+    def __init__(
+        self,
+        collection: str,
+        *,
+        client: ClientAPI,
+        embeddings: LocalEmbeddings,
+        writer: ChunkWriter,
+    ) -> None:
+        super().__init__(collection_name=collection, embedding_function=embeddings, client=client)
+        self.passage_embeddings = embeddings
+        self.writer = writer
 
     def add_texts(
         self,
@@ -35,10 +61,10 @@ class ChunkVectorStore(Chroma):
         texts = list(texts)
         if ids is None or metadatas is None:
             raise ValueError("chunks are written with their ids and metadata")
-        self.store.upsert(ids, texts, metadatas, self.store.embeddings.encode_passages(texts))
+        self.writer.upsert(ids, texts, metadatas, self.passage_embeddings.encode_passages(texts))
         return ids
 
     def delete(self, ids: list[str] | None = None, **_: Any) -> None:
         """Remove chunks and their sentences."""
         if ids:
-            self.store.delete(ids)
+            self.writer.delete(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -104,3 +105,76 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalEmbed
 def seeded_assistant(seeded_home: Path, embeddings: LocalEmbeddings) -> Assistant:
     """An Assistant over the ingested default corpus."""
     return Assistant(Settings(home=seeded_home), embeddings=embeddings)
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster from Debian's package: initdb + pg_ctl in a temp dir, on a free loopback port.
+
+    initdb refuses to run as root (CI runs as root), so as root the cluster belongs to, and runs as, the `postgres`
+    user the package creates (or `nobody`), through runuser.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.data, self.port = root, root / "data", free_port()
+        self.user = None
+        if os.geteuid() == 0:
+            import pwd
+
+            self.user = next(u for u in ("postgres", "nobody") if u in {p.pw_name for p in pwd.getpwall()})
+            shutil.chown(root, self.user)
+        self.run("initdb", "-D", str(self.data), "-U", "rag", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.start()
+
+    @staticmethod
+    def binary(name: str) -> str:
+        found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))[::-1]), None)
+        if not found:
+            pytest.skip(f"{name} not found: install Debian's postgresql package (make postgres)")
+        return str(found)
+
+    def run(self, name: str, *args: str) -> None:
+        command = [self.binary(name), *args]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120, cwd=self.root)
+
+    def url(self, database: str = "postgres", password: str = "") -> str:
+        """A SQLAlchemy URL of one database (trust auth: any password is accepted, for masking tests)."""
+        secret = f":{password}" if password else ""
+        return f"postgresql://rag{secret}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def new_database(self, name: str) -> str:
+        """Create an empty database and return its URL."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(
+            self.url().replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the whole run (each test makes its own database with new_database)."""
+    import tempfile
+
+    # Not under pytest's tmp dirs: those are private to root, and the server may run as another user.
+    root = Path(tempfile.mkdtemp(prefix="rag-postgres-"))
+    root.chmod(0o755)
+    server = Postgres(root)
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it already
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)

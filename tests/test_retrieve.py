@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,13 @@ def test_stale_bm25_index_is_rebuilt_from_the_collection(tmp_path: Path, embeddi
     extra = tmp_path / "extra.md"
     extra.write_text("---\ntitle: Flamingo census\n---\nThe lake held 9,000 flamingos in the census.\n")
     ingest_paths([extra], settings=writer.settings, store=writer.store)
-    top = reader.retrieve("flamingos census", k=1, method="bm25")
+    # The reader's previous snapshot serves while the next one builds in the background: a bounded wait.
+    deadline = time.monotonic() + 120
+    while True:
+        top = reader.retrieve("flamingos census", k=1, method="bm25")
+        if (top and "flamingos" in top[0].chunk.text) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert top and "flamingos" in top[0].chunk.text
 
 

@@ -1,0 +1,77 @@
+"""A replica's BM25 snapshot: rebuilt in the background while the previous one serves; one snapshot per search."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import rag.bm25
+import rag.retrieve
+from ingest import ingest_paths
+from rag.assistant import Assistant
+from rag.bm25 import BM25Index, load_bm25
+from rag.embeddings import LocalEmbeddings
+from rag.settings import Settings
+from rag.store import Store
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_a_rebuild_runs_in_the_background_while_the_previous_snapshot_serves(
+    tmp_path: Path, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "rag")
+    folder = tmp_path / "docs"
+    write(folder, "owls.md", "# Owls\n\nThe barn owl hunts voles over the Tarn meadows at night.\n")
+    writer, reader = Store(settings, embeddings), Store(settings, embeddings)
+    ingest_paths([folder], settings=settings, store=writer)
+    before = load_bm25(reader, wait=False)
+    write(folder, "ferry.md", "# Ferry\n\nThe Zanzibar ferry sails at dawn from the old harbour.\n")
+    # Another process (a replica) ingests: here, a writer whose own refresh is skipped, so the reader is stale.
+    monkeypatch.setattr("rag.corpus.Corpus.refresh_bm25", lambda self: None)
+    ingest_paths([folder], settings=settings, store=writer)
+
+    started, release = threading.Event(), threading.Event()
+    build = BM25Index.build
+
+    def slow_build(chunks: list, revision: str) -> BM25Index:  # type: ignore[type-arg]
+        started.set()
+        assert release.wait(60), "the test never released the build"
+        return build(chunks, revision)
+
+    monkeypatch.setattr(BM25Index, "build", staticmethod(slow_build))
+    monkeypatch.setattr(rag.bm25, "_checked", {})  # the revision is asked now, not a second later
+    served = load_bm25(reader, wait=False)
+    assert served is before, "the stale snapshot answers at once while the next one builds"
+    assert started.wait(60), "a background rebuild started"
+    monkeypatch.setattr(rag.bm25, "_checked", {})
+    assert load_bm25(reader, wait=False) is before, "still serving while the build runs, without waiting on it"
+    release.set()
+    fresh = load_bm25(reader)  # wait=True: joins the build in progress
+    assert fresh is not before and fresh.revision == reader.revision()
+    assert [c.title for c, _ in fresh.search("Zanzibar ferry", 3)] == ["Ferry"]
+
+
+def test_one_search_fetches_one_snapshot(
+    tmp_path: Path, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "rag")
+    write(tmp_path / "docs", "owls.md", "# Owls\n\nThe barn owl hunts voles over the Tarn meadows at night.\n")
+    assistant = Assistant(settings, embeddings=embeddings)
+    ingest_paths([tmp_path / "docs"], settings=settings, store=assistant.store)
+    calls = []
+    real = rag.retrieve.load_bm25
+
+    def counted(store: Store, *, wait: bool = True) -> BM25Index:
+        calls.append({"wait": wait})
+        return real(store, wait=wait)
+
+    monkeypatch.setattr("rag.retrieve.load_bm25", counted)
+    found = assistant.retrieve("What does the barn owl hunt?")
+    assert found and found[0].chunk.title == "Owls"
+    assert calls == [{"wait": False}], "one snapshot per search, and a question never waits for a rebuild"
