@@ -57,4 +57,27 @@ def ensure_indexed(
     claim_home(settings, "rag eval")  # before the files: a home another process owns is left untouched
     folder = paragraph_folder(settings)
     write_paragraphs(paragraphs, folder)
-    return ingest_paths([folder], settings=settings, store=store, prune=True, progress=progress)
+    report = ingest_paths([folder], settings=settings, store=store, prune=True, progress=progress)
+    report.deleted += drop_foreign_sources(folder, settings=settings, store=store)
+    return report
+
+
+def drop_foreign_sources(folder: Path, *, settings: Settings, store: Store) -> int:
+    """Drop sources outside `folder`: a dataset's collection holds its own passage files only.
+
+    A copied or moved RAG_HOME names them by their old paths, which `prune` never looks under, so the copy would
+    otherwise answer from every passage twice.
+    """
+    from rag.corpus import Corpus, recorded_keys
+
+    corpus = Corpus(settings, store)
+    root = folder.resolve()
+    with corpus.writing():
+        with corpus.errors():
+            foreign = [s for s in recorded_keys(corpus.records) if root not in Path(s).parents]
+        deleted = sum(corpus.remove(source) for source in foreign)
+        if deleted:
+            corpus.bump_revision()
+    if deleted:
+        corpus.refresh_bm25()
+    return deleted

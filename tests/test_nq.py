@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,21 @@ def test_cli_indexes_the_kept_passages_once_into_their_own_collection(
     again = ensure_indexed(nq.passages, settings=assistant.settings, store=assistant.store)
     assert (again.added, again.updated, again.deleted) == (0, 0, 0) and again.unchanged == len(nq.passages)
     assert len(list(paragraph_folder(assistant.settings).iterdir())) == len(nq.passages)
+
+
+def test_a_copied_home_indexes_each_passage_once(tmp_path: Path, embeddings: LocalEmbeddings) -> None:
+    """Sources are absolute paths: the copy's first run must drop the original's, not index every passage twice."""
+    path = oracle_file(tmp_path / "nq.jsonl.gz")
+    nq = load_nq_open(path, seed=3)
+    first = Settings(home=tmp_path / "home", collection=nq_collection(0.2, 3))
+    ensure_indexed(nq.passages, settings=first, store=Assistant(first, embeddings=embeddings).store)
+    shutil.copytree(first.home, tmp_path / "copy")
+    copy = first.model_copy(update={"home": tmp_path / "copy"})
+    assistant = Assistant(copy, embeddings=embeddings)
+    report = ensure_indexed(nq.passages, settings=copy, store=assistant.store)
+    assert report.deleted == len(nq.passages), "the original home's sources are dropped"
+    assert assistant.store.count() == len(nq.passages)
+    assert {d.source for d in assistant.documents()} == {str(p) for p in paragraph_folder(copy).resolve().iterdir()}
 
 
 def test_cli_on_a_home_another_process_owns_is_refused_in_one_line(tmp_path: Path) -> None:
