@@ -159,7 +159,9 @@ class Assistant:
                     else event
                 )
             return
-        answer = self.dated(question, self.answer_extractively(question, history=history, k=k, where=where), where)
+        with self.search.pinned():  # one BM25 snapshot per question: retrieval, the answer's term weights, its dates
+            answer = self.answer_extractively(question, history=history, k=k, where=where)
+            answer = self.dated(question, answer, where)
         for piece in WORD.findall(answer.text):
             yield TokenEvent(text=piece)
         yield FinalEvent(answer=answer)

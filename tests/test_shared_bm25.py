@@ -75,3 +75,6 @@ def test_one_search_fetches_one_snapshot(
     found = assistant.retrieve("What does the barn owl hunt?")
     assert found and found[0].chunk.title == "Owls"
     assert calls == [{"wait": False}], "one snapshot per search, and a question never waits for a rebuild"
+    calls.clear()
+    answer = assistant.ask("What does the barn owl hunt?")
+    assert answer.citations and calls == [{"wait": False}], "one snapshot for the whole question, answer included"
