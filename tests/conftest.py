@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,29 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory, embeddings: LocalEmbed
 def seeded_assistant(seeded_home: Path, embeddings: LocalEmbeddings) -> Assistant:
     """An Assistant over the ingested default corpus."""
     return Assistant(Settings(home=seeded_home), embeddings=embeddings)
+
+
+@contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api_url(seeded_assistant: Assistant) -> Iterator[str]:
+    """`rag serve`'s app (the API with the chat at /) over the seeded corpus, open on loopback (no keys)."""
+    from ui.server import create_server
+
+    with running_server(create_server(seeded_assistant)) as url:
+        yield url
