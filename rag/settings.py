@@ -18,7 +18,10 @@ class Settings(BaseSettings):
     """Everything configurable. Build it once at an entry point and pass it down."""
 
     # populate_by_name: Settings(llm_base_url=...) works as well as the RAG_LLM_BASE_URL / OPENAI_BASE_URL aliases.
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a validation error must not print a secret (an API key) it was given.
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
     # Storage
     home: Path = Field(default=Path(".rag"), description="Chroma data, ingest records and the BM25 index.")

@@ -1,0 +1,184 @@
+"""API keys: 401, 403 and scopes on every route, the chat's login, CORS, the start refusal, keys never logged."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO, running_server
+from openai import AuthenticationError, OpenAI, PermissionDeniedError
+from pydantic import ValidationError
+
+from rag.assistant import Assistant
+from rag.embeddings import LocalEmbeddings
+from rag.settings import Settings
+from ui.auth import ApiKeys, InsecureBind, check_bind, is_loopback
+
+READ_KEY = "r3ad-key-5c0pe-0nly-7f1e2d"
+WRITE_KEY = "wr1te-key-a11-sc0pes-9b8c7"
+FILE_KEY = "f1le-key-fr0m-disk-4d3c2b"
+QUESTION = "How many police officers did Kenya deploy to Haiti?"
+CHAT = {"messages": [{"role": "user", "content": QUESTION}]}
+# (method, path, body, scope needed): every route that takes a key.
+ROUTES = [
+    ("POST", "/v1/chat/completions", CHAT, "read"),
+    ("GET", "/v1/models", None, "read"),
+    ("POST", "/v1/search", {"query": "Kenya"}, "read"),
+    ("GET", "/v1/documents", None, "read"),
+    ("GET", "/v1/documents/0123", None, "read"),
+    ("GET", "/metrics", None, "read"),
+    ("DELETE", "/v1/documents/0123", None, "write"),
+]
+
+
+@pytest.fixture(scope="module")
+def keyed(
+    seeded_home: Path, embeddings: LocalEmbeddings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, list[str]]]:
+    """The whole server (API and chat) with one read key from RAG_API_KEYS and a write key from a file."""
+    from ui.server import create_server
+
+    key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
+    key_file.write_text(f"# the operator's keys\n{FILE_KEY}:write\n", encoding="utf-8")
+    settings = Settings(home=seeded_home, api_keys=f"{READ_KEY}:read,{WRITE_KEY}:write", api_keys_file=key_file)  # type: ignore[arg-type]
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
+    try:
+        with running_server(create_server(Assistant(settings, embeddings=embeddings))) as url:
+            yield url, records
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def call(url: str, method: str, path: str, body: object, key: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, f"{url}{path}", json=body, headers=headers, timeout=120)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "needed"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+def test_every_route_checks_key_and_scope(
+    keyed: tuple[str, list[str]], method: str, path: str, body: object, needed: str
+) -> None:
+    url, _ = keyed
+    for key in (None, "wrong-key", READ_KEY[:-1]):
+        response = call(url, method, path, body, key)
+        assert response.status_code == 401, (key, response.text)
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert response.headers["www-authenticate"] == "Bearer"
+    read = call(url, method, path, body, READ_KEY)
+    if needed == "write":
+        assert read.status_code == 403 and read.json()["error"]["type"] == "permission_error"
+    else:
+        assert read.status_code not in (401, 403), read.text
+    for key in (WRITE_KEY, FILE_KEY):
+        assert call(url, method, path, body, key).status_code not in (401, 403), "write covers read"
+
+
+def test_openai_client_sees_401_and_403(keyed: tuple[str, list[str]]) -> None:
+    url, _ = keyed
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=f"{url}/v1", api_key="nope", max_retries=0).models.list()
+    reply = OpenAI(base_url=f"{url}/v1", api_key=READ_KEY, max_retries=0).chat.completions.create(
+        model="rag",
+        messages=CHAT["messages"],  # type: ignore[arg-type]
+    )
+    assert (reply.model_extra or {})["citations"]
+    with pytest.raises(PermissionDeniedError):
+        OpenAI(base_url=f"{url}/v1", api_key=READ_KEY, max_retries=0).delete("/documents/0123", cast_to=httpx.Response)
+
+
+def test_probes_and_schema_need_no_key(keyed: tuple[str, list[str]]) -> None:
+    url, _ = keyed
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/openapi.json").status_code == 200
+
+
+def test_the_chat_is_behind_a_login_with_a_write_key(keyed: tuple[str, list[str]]) -> None:
+    from gradio_client import Client
+
+    url, _ = keyed
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client raises a different type per version
+        Client(f"{url}/", verbose=False).predict(message=QUESTION, api_name="/chat")
+    with pytest.raises(Exception):  # noqa: B017
+        Client(f"{url}/", auth=("anyone", READ_KEY), verbose=False)  # read keys may not upload or delete
+    reply = Client(f"{url}/", auth=("anyone", WRITE_KEY), verbose=False).predict(message=QUESTION, api_name="/chat")
+    assert "270" in reply["answer"]
+
+
+def test_no_key_is_ever_logged(keyed: tuple[str, list[str]], capfd: pytest.CaptureFixture[str]) -> None:
+    url, records = keyed
+    for key in (READ_KEY, WRITE_KEY, "guessed-" + WRITE_KEY):
+        call(url, "POST", "/v1/chat/completions", CHAT, key)
+        call(url, "DELETE", "/v1/documents/0123", None, key)
+    captured = capfd.readouterr()
+    logged = "\n".join(records) + captured.out + captured.err
+    for key in (READ_KEY, WRITE_KEY, FILE_KEY):
+        assert key not in logged
+        assert key not in repr(Settings(api_keys=f"{key}:read"))  # type: ignore[arg-type]
+        assert key not in repr(ApiKeys({key: "read"}))
+
+
+def test_malformed_keys_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(api_keys=f"{WRITE_KEY}:admin")  # type: ignore[arg-type]
+    assert "pair 1 is not key:read or key:write" in str(raised.value) and WRITE_KEY not in str(raised.value)
+    bad = tmp_path / "keys"
+    bad.write_text(f"{READ_KEY}:read\n{WRITE_KEY}\n")
+    with pytest.raises(Exception, match="pair 2") as raised_file:
+        ApiKeys.of(Settings(api_keys_file=bad))
+    assert WRITE_KEY not in str(raised_file.value)
+
+
+def test_only_loopback_may_go_without_keys() -> None:
+    open_keys = ApiKeys()
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert is_loopback(host)
+        check_bind(host, open_keys)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "example.org"):
+        assert not is_loopback(host)
+        with pytest.raises(InsecureBind):
+            check_bind(host, open_keys)
+        check_bind(host, ApiKeys({"k": "read"}))
+
+
+@pytest.mark.parametrize("command", ["serve", "chat"])
+def test_rag_refuses_a_network_address_without_keys_in_one_line(tmp_path: Path, command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_HOME": str(tmp_path / "rag")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", command, "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: refusing to listen on 0.0.0.0 without API keys: set RAG_API_KEYS or RAG_API_KEYS_FILE "
+        "(on 127.0.0.1 keys are optional)"
+    ]
+    assert not (tmp_path / "rag").exists(), "refused before anything was opened"
+
+
+def test_cors_only_for_configured_origins(seeded_home: Path, embeddings: LocalEmbeddings) -> None:
+    from ui.api import create_api
+
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    with running_server(create_api(Assistant(Settings(home=seeded_home), embeddings=embeddings))) as url:
+        closed = httpx.options(f"{url}/v1/chat/completions", headers=preflight)
+        assert "access-control-allow-origin" not in closed.headers
+    settings = Settings(home=seeded_home, cors_origins="https://app.example")
+    with running_server(create_api(Assistant(settings, embeddings=embeddings))) as url:
+        opened = httpx.options(f"{url}/v1/chat/completions", headers=preflight)
+        assert opened.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.options(f"{url}/v1/chat/completions", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
