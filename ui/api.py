@@ -84,6 +84,7 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "model": ErrorBody}
     for status, text in (
+        (400, "a request the library refused (the message says why)"),
         (401, "no key, or a wrong one"),
         (403, "the key's scope does not allow this"),
         (404, "no such collection or document"),
@@ -562,6 +563,9 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, broken multipart): a bad body
+            message = "the body could not be parsed (send UTF-8 JSON, or multipart form data for uploads)"
+            return JSONResponse(error_body(message, kind="invalid_request_error", code="invalid_request"), 422)
         return JSONResponse(
             error_body(str(exc.detail), kind="invalid_request_error", code=exc.status_code),
             exc.status_code,
@@ -659,7 +663,10 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
         "/v1/documents",
         response_model=UploadResults,
         dependencies=[write],
-        responses={413: {"description": "too large"}, 415: {"description": "unsupported type"}},
+        responses={
+            413: {"description": "every file was too large", "model": ErrorBody},
+            415: {"description": "every file was of an unsupported type", "model": ErrorBody},
+        },
     )
     def upload_documents(file: Annotated[list[UploadFile], File(description="One or more files.")]) -> Any:
         """Upload files with the chat's limits, name sanitising and duplicate detection (ui.uploads).
