@@ -33,11 +33,12 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# The chat on http://$(CHAT_HOST):$(CHAT_PORT)/; an empty index is first filled from corpus/, with a progress bar.
-CHAT_HOST ?= 127.0.0.1
-CHAT_PORT ?= 7860
+# `rag serve`: the chat on http://$(HOST):$(PORT)/ and the HTTP API under /v1; an empty index is first filled from
+# corpus/, with a progress bar. Beyond loopback (HOST=0.0.0.0) it needs RAG_API_KEYS.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: install
-	$(VENV)/bin/rag chat --host $(CHAT_HOST) --port $(CHAT_PORT) --corpus corpus
+	$(VENV)/bin/rag serve --host $(HOST) --port $(PORT) --corpus corpus
 
 test: install browser
 	$(PY) -m pytest

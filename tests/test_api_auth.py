@@ -182,3 +182,35 @@ def test_cors_only_for_configured_origins(seeded_home: Path, embeddings: LocalEm
         assert opened.headers["access-control-allow-origin"] == "https://app.example"
         other = httpx.options(f"{url}/v1/chat/completions", headers={**preflight, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_path: Path) -> None:
+    from evals.bench.load import free_port, wait_for
+
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {"RAG_HOME": str(tmp_path / "rag"), "RAG_API_KEYS": f"{READ_KEY}:read,{WRITE_KEY}:write"}
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(port), "--corpus", "corpus"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/readyz", timeout_s=300, process=server)
+            auth = {"Authorization": f"Bearer {READ_KEY}"}
+            reply = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth, timeout=120).json()
+            assert "270" in reply["choices"][0]["message"]["content"] and reply["citations"]
+            assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=30).status_code == 401
+            assert httpx.get(f"{url}/", timeout=30).status_code in (200, 401), "the chat's login page"
+            httpx.post(f"{url}/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {WRITE_KEY}x"})
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    logged = log.read_text(encoding="utf-8", errors="replace")
+    assert "The index is empty: ingesting corpus/ first." in logged
+    assert f"API on http://0.0.0.0:{port}/v1" in logged
+    assert READ_KEY not in logged and WRITE_KEY not in logged
