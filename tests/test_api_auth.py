@@ -169,6 +169,17 @@ def test_rag_refuses_a_network_address_without_keys_in_one_line(tmp_path: Path, 
     assert not (tmp_path / "rag").exists(), "refused before anything was opened"
 
 
+def test_rag_serve_refuses_workers_on_the_embedded_store(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_HOME": str(tmp_path / "rag")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rag", "serve", "--workers", "2"], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --workers above 1 needs a Chroma server (RAG_CHROMA_URL): embedded Chroma is single-process"
+    ]
+
+
 def test_cors_only_for_configured_origins(seeded_home: Path, embeddings: LocalEmbeddings) -> None:
     from ui.api import create_api
 
