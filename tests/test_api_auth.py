@@ -225,3 +225,29 @@ def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_pa
     assert "The index is empty: ingesting corpus/ first." in logged
     assert f"API on http://0.0.0.0:{port}/v1" in logged
     assert READ_KEY not in logged and WRITE_KEY not in logged
+
+
+@pytest.mark.server
+def test_rag_serve_with_workers_on_a_chroma_server(tmp_path: Path, chroma_url: str) -> None:
+    from evals.bench.load import free_port, wait_for
+
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {"RAG_HOME": str(tmp_path / "rag"), "RAG_CHROMA_URL": chroma_url, "RAG_COLLECTION": "workers-test"}
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rag", "serve", "--workers", "2", "--port", str(port), "--corpus", "corpus"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/readyz", timeout_s=300, process=server)
+            # A new connection each: the kernel spreads them over the workers (not asserted: it may pick one).
+            replies = [httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=120).json() for _ in range(4)]
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    assert all("270" in r["choices"][0]["message"]["content"] and r["citations"] for r in replies), log.read_text()
