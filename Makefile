@@ -40,11 +40,12 @@ postgres:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
-# The chat on http://$(CHAT_HOST):$(CHAT_PORT)/; an empty index is first filled from corpus/, with a progress bar.
-CHAT_HOST ?= 127.0.0.1
-CHAT_PORT ?= 7860
+# `rag serve`: the chat on http://$(SERVE_HOST):$(SERVE_PORT)/ and the HTTP API under /v1; an empty index is first filled from
+# corpus/, with a progress bar. Beyond loopback (SERVE_HOST=0.0.0.0) it needs RAG_API_KEYS.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
 run: install
-	$(VENV)/bin/rag chat --host $(CHAT_HOST) --port $(CHAT_PORT) --corpus corpus
+	$(VENV)/bin/rag serve --host $(SERVE_HOST) --port $(SERVE_PORT) --corpus corpus
 
 test: install browser postgres
 	$(PY) -m pytest

@@ -1,20 +1,21 @@
-"""`rag ...`: parse arguments, call the library, print. Subcommands import their packages lazily."""
+"""`rag ...`: the shell. It owns `ask` and `status`; other packages add theirs through `rag.commands` entry points."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from rag.cli_support import EXIT_INTERRUPTED, INTERRUPTED, CollectionOption, JsonOption, fail, load_settings
 from rag.types import Answer, FinalEvent, IndexNotFound, RagError, StreamEvent, TokenEvent
 
-if TYPE_CHECKING:
-    from rag.settings import Settings
+# The entry-point group through which a package contributes sub-commands: a callable taking the Typer app.
+COMMANDS_GROUP = "rag.commands"
 
 app = typer.Typer(
     name="rag",
@@ -23,36 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-CollectionOption = Annotated[
-    str | None, typer.Option("--collection", "-c", help="Collection to use (default: RAG_COLLECTION).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with command-line overrides that were actually given."""
-    from pydantic import ValidationError
-
-    from rag.settings import Settings
-
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise RagError(f"invalid setting {where}: {first['msg']}") from exc
-
-
-# Ctrl-C: the shell's code for SIGINT, and what a rerun does.
-EXIT_INTERRUPTED = 130
-INTERRUPTED = "interrupted: work committed so far is kept; run the same command again to finish"
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 @app.command()
@@ -85,43 +56,6 @@ def status(collection: CollectionOption = None, as_json: JsonOption = False) -> 
     typer.echo(f"embeddings:  {info['embedding_model']} (ingest in {info['embedding_precision']})")
     typer.echo(f"answers:     {info['answer_mode']}")
     typer.echo(f"llm:         {info.get('llm_model') or 'none'}")
-
-
-@app.command()
-def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
-    collection: CollectionOption = None,
-    prune: Annotated[bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Load, chunk, embed and index documents. Unchanged files cost nothing; exit 1 if any file failed."""
-    try:
-        from ingest import ingest_paths
-        from rag.assistant import Assistant
-        from rag.lock import EXIT_IN_USE, HomeInUse, claim_home
-
-        settings = load_settings(collection=collection)
-        claim_home(settings, "rag ingest")  # before any model loads: a refusal is instant
-        assistant = Assistant.from_settings(settings)
-        with progress_bar(enabled=not as_json and sys.stderr.isatty()) as progress:
-            report = ingest_paths(
-                paths, settings=assistant.settings, store=assistant.store, prune=prune, progress=progress
-            )
-    except HomeInUse as exc:
-        raise fail(str(exc), code=EXIT_IN_USE) from exc
-    except RagError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(report.model_dump_json(indent=2))
-    else:
-        for failure in report.failed:
-            typer.echo(f"failed: {failure.path}: {failure.error}", err=True)
-        typer.echo(
-            f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-            f"deleted {report.deleted} chunks; {len(report.failed)} files failed; {report.chunks} chunks indexed"
-        )
-    if report.failed:
-        raise typer.Exit(code=1)
 
 
 class BadHistory(RagError):
@@ -259,144 +193,14 @@ def print_stream(events: Iterator[StreamEvent], *, as_json: bool) -> None:
             typer.echo(("\n\n" if shown else "") + format_answer(event.answer))
 
 
-@app.command(name="eval")
-def eval_(
-    dataset: Annotated[
-        Path,
-        typer.Argument(help="A JSONL dataset, a SQuAD 2.0 JSON file (--format squad2) or NQ-open oracle .jsonl.gz."),
-    ],
-    collection: CollectionOption = None,
-    k: Annotated[int | None, typer.Option("--k", min=1, help="Chunks handed to the answer step.")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="extractive, llm or auto (default: RAG_MODE).")] = None,
-    retriever: Annotated[
-        str,
-        typer.Option("--retriever", help="hybrid, bm25, vector or langchain-ensemble: whose ranks head the report."),
-    ] = "hybrid",
-    compare: Annotated[bool, typer.Option("--compare", help="Rank with every retriever, side by side.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, squad2 or nq-open.")] = "jsonl",
-    split: Annotated[
-        str | None, typer.Option("--split", help="nq-open: dev, test or all (default) of the seeded halves.")
-    ] = None,
-    withhold: Annotated[
-        float | None,
-        typer.Option("--withhold", help="nq-open: share of passages left out, making questions unanswerable (0.2)."),
-    ] = None,
-    sample: Annotated[int | None, typer.Option("--sample", help="Evaluate a seeded sample of N questions.")] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the sample (and of nq-open's split and withheld share).")
-    ] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write report.md, metrics.json and plots here.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Score retrieval, answers, citations, abstention and latency on a QA dataset."""
-    from evals.report import text_table, write_report
-    from evals.runner import RETRIEVERS, evaluate, load_dataset, prepare_collection
-    from rag.assistant import Assistant
-    from rag.lock import EXIT_IN_USE, HomeInUse
-
-    if retriever not in RETRIEVERS:
-        raise fail(f"unknown retriever '{retriever}' (choose from: {', '.join(RETRIEVERS)})", code=2)
-    tty = sys.stderr.isatty()
-    try:
-        # Every line is checked before any work.
-        data = load_dataset(dataset, fmt=fmt, sample=sample, seed=seed, split=split, withhold=withhold)
-        settings = load_settings(collection=collection or data.default_collection, k=k, mode=mode)
-        assistant = Assistant.from_settings(settings)  # type: ignore[arg-type]
-        with progress_bar(enabled=tty) as progress:
-            prepare_collection(data, assistant, progress=progress)
-        retrievers = [retriever] + [r for r in RETRIEVERS if r != retriever] if compare else [retriever]
-        with progress_bar(enabled=tty, label="evaluating") as progress:
-            run = evaluate(
-                assistant,
-                data.items,
-                retrievers=retrievers,
-                config={"dataset": data.name, **data.details},
-                progress=progress,
-            )
-        written = write_report(run, out) if out else []
-    except IndexNotFound as exc:
-        raise fail(str(exc), code=2) from exc
-    except HomeInUse as exc:  # indexing a dataset's own documents makes this process the home's owner
-        raise fail(str(exc), code=EXIT_IN_USE) from exc
-    except RagError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(json.dumps(run.to_json(), indent=2, ensure_ascii=False))
-    else:
-        typer.echo(text_table(run))
-        for path in written:
-            typer.echo(f"wrote {path}")
+def register_commands(cli: typer.Typer) -> None:
+    """Let every installed package add its sub-commands (`ingest`, `chat`, `serve`, `eval`, ...) to cli."""
+    # Sorted: the order of `rag --help` must not depend on the order distributions are found in.
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        entry_point.load()(cli)
 
 
-@app.command()
-def chat(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 7860,
-    corpus: Annotated[Path, typer.Option("--corpus", help="Ingested first when the index is empty.")] = Path("corpus"),
-    collection: CollectionOption = None,
-) -> None:
-    """Open the web chat; an empty index is first filled from --corpus, with progress."""
-    from rag.assistant import Assistant
-    from rag.lock import EXIT_IN_USE, HomeInUse, claim_home
-
-    try:
-        settings = load_settings(collection=collection)
-        claim_home(settings, "rag chat")  # it serves and writes (uploads): no other process may write meanwhile
-        assistant = Assistant.from_settings(settings)
-    except HomeInUse as exc:
-        raise fail(str(exc), code=EXIT_IN_USE) from exc
-    except RagError as exc:
-        raise fail(str(exc)) from exc
-    try:
-        from ingest.index import repair_interrupted
-
-        repair_interrupted(assistant.settings, assistant.store)
-        if assistant.store.count() == 0 and corpus.is_dir():
-            from ingest import ingest_paths
-
-            typer.echo(f"The index is empty: ingesting {corpus}/ first.", err=True)
-            with progress_bar(enabled=sys.stderr.isatty()) as progress:
-                report = ingest_paths([corpus], settings=assistant.settings, store=assistant.store, progress=progress)
-            for failure in report.failed:
-                typer.echo(f"failed: {failure.path}: {failure.error}", err=True)
-            typer.echo(f"Indexed {report.chunks} chunks.", err=True)
-    except RagError as exc:  # e.g. the Chroma server is down: start anyway, the chat shows the error per question
-        typer.echo(f"warning: {exc}", err=True)
-
-    from ui.app import serve
-
-    typer.echo(f"Chat on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
-    try:
-        serve(assistant, host=host, port=port)
-    except OSError as exc:  # port taken, address not available
-        raise fail(f"cannot listen on {host}:{port}: {exc}") from exc
-
-
-@contextmanager
-def progress_bar(*, enabled: bool, label: str = "indexing") -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar with an ETA on a terminal, yielding its update(done, total); None otherwise."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    # On stderr: stdout carries the result (JSON included), which a bar must never mix into.
-    bar = Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
-    task = bar.add_task("chunks", total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield update
+register_commands(app)
 
 
 def main() -> None:

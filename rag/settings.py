@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AnswerMode = Literal["auto", "extractive", "llm"]
 EmbedPrecision = Literal["auto", "float32", "bfloat16"]
+ApiScope = Literal["read", "write"]
+API_SCOPES: tuple[ApiScope, ...] = ("read", "write")
 
 
 class Settings(BaseSettings):
     """Everything configurable. Build it once at an entry point and pass it down."""
 
     # populate_by_name: Settings(llm_base_url=...) works as well as the RAG_LLM_BASE_URL / OPENAI_BASE_URL aliases.
-    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a validation error must not print a secret (an API key) it was given.
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
     # Storage
     home: Path = Field(default=Path(".rag"), description="Chroma data, ingest records and the BM25 index.")
@@ -155,12 +160,52 @@ class Settings(BaseSettings):
         "collection in RAG_DATABASE_URL before giving up with one line.",
     )
 
+    # HTTP API (`rag serve`)
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Bearer keys of the HTTP API and the chat, as comma-separated key:scope pairs "
+        "(abc123:read,def456:write); read may chat, search and list, write may also upload and delete. "
+        "A SecretStr: it is never shown in a repr or a log.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file of key:scope pairs (one a line or comma-separated; # starts a comment)."
+    )
+    cors_origins: str | None = Field(
+        default=None, description="Comma-separated origins allowed to call the API from a browser; unset: no CORS."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_pairs(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())  # raises on a malformed pair, naming only its position
+        return value
+
     @property
     def is_server_mode(self) -> bool:
         """True when a Chroma server is used instead of the embedded store."""
         return self.chroma_url is not None
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins of RAG_CORS_ORIGINS; empty means CORS stays off."""
+        return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
+
+    @property
     def is_llm_configured(self) -> bool:
         """True when an LLM endpoint or a local GGUF model is set."""
         return bool(self.llm_gguf or self.llm_base_url or self.llm_model)
+
+
+def parse_api_keys(text: str) -> dict[str, ApiScope]:
+    """Keys and their scopes from `key:scope` pairs, comma- or newline-separated; '#' starts a comment."""
+    keys: dict[str, ApiScope] = {}
+    lines = (line.split("#", 1)[0] for line in text.splitlines())
+    pairs = [p.strip() for line in lines for p in line.split(",") if p.strip()]
+    for number, pair in enumerate(pairs, start=1):
+        key, _, scope = pair.rpartition(":")
+        # The message names the pair's position, never the key itself: it ends up in logs.
+        if not key or scope not in API_SCOPES:
+            raise ValueError(f"API key pair {number} is not key:read or key:write")
+        keys[key] = scope  # type: ignore[assignment]
+    return keys

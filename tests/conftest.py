@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,29 @@ def postgres() -> Iterator[Postgres]:
         with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it already
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api_url(seeded_assistant: Assistant) -> Iterator[str]:
+    """`rag serve`'s app (the API with the chat at /) over the seeded corpus, open on loopback (no keys)."""
+    from ui.server import create_server
+
+    with running_server(create_server(seeded_assistant)) as url:
+        yield url

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from signals import default_sigint
 
-from rag.cli import INTERRUPTED
+from rag.cli_support import INTERRUPTED
 
 STARTUP_S = 120.0  # imports on a loaded machine; the wait ends as soon as the CLI is where the test needs it
 

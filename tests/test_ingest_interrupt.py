@@ -27,7 +27,7 @@ from ingest.index import (
 )
 from ingest.load import find_files
 from rag.assistant import Assistant
-from rag.cli import EXIT_INTERRUPTED, INTERRUPTED
+from rag.cli_support import EXIT_INTERRUPTED, INTERRUPTED
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -374,12 +374,10 @@ def build_app(assistant: Assistant) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
-    """Arguments for Blocks.launch: local fonts only, no SSR node server, upload size limit, our CSS and scripts."""
+def page_kwargs(settings: Any) -> dict[str, Any]:
+    """What the page needs wherever it is served: local fonts only, no SSR node server, the upload limit, our CSS."""
     theme = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate", font=SYSTEM_FONTS, font_mono=MONO_FONTS)
     return {
-        "server_name": host,
-        "server_port": port,
         "theme": theme,
         "css": (STATIC / "app.css").read_text(encoding="utf-8"),
         "head": "".join(
@@ -387,19 +385,36 @@ def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
         ),
         "max_file_size": int(settings.max_upload_mb * 2**20),
         "ssr_mode": False,
-        "share": False,
         "footer_links": ["api"],
         "show_error": True,
     }
 
 
-def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> gr.Blocks:
-    """Build and start the app; with block=False return at once (tests, benchmarks) and call .close() later."""
+def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
+    """Arguments for Blocks.launch: the page's, on host:port, never shared."""
+    return {"server_name": host, "server_port": port, "share": False, **page_kwargs(settings)}
+
+
+def serve(
+    assistant: Assistant,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    auth: Callable[[str, str], bool] | None = None,
+) -> gr.Blocks:
+    """Build and start the app; with block=False return at once (tests, benchmarks) and call .close() later.
+
+    auth: Gradio's login check (user, password), required when the chat listens beyond loopback.
+    """
     # A long-lived server: load the torch model now, off the request path (NumPy answers until it is ready).
     threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
     demo = build_app(assistant)
     demo.queue(default_concurrency_limit=CHAT_CONCURRENCY)
     demo.launch(
-        prevent_thread_lock=not block, quiet=not block, **launch_kwargs(assistant.settings, host=host, port=port)
+        prevent_thread_lock=not block,
+        quiet=not block,
+        auth=auth,
+        **launch_kwargs(assistant.settings, host=host, port=port),
     )
     return demo

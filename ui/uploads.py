@@ -25,6 +25,8 @@ class UploadOutcome:
     status: str  # "added", "updated", "duplicate" or "failed"
     detail: str = ""
     source: str | None = None
+    # Why a failed file failed, for the HTTP API's status codes: too_large, unsupported_type or invalid_file.
+    reason: str = ""
 
 
 @dataclass
@@ -65,12 +67,19 @@ def sanitize_filename(name: str) -> str:
 class UploadRefused(Exception):
     """Why one uploaded file is not taken; the message names the reason in the user's words."""
 
+    def __init__(self, message: str, *, reason: str = "invalid_file") -> None:
+        super().__init__(message)
+        self.reason = reason
+
 
 def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
     """The upload's bytes, read once, so every check, the hash and the kept copy see the same content."""
     suffix = Path(original_name).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
-        raise UploadRefused(f"file type '{suffix or 'none'}' is not accepted (allowed: {', '.join(ALLOWED_SUFFIXES)})")
+        raise UploadRefused(
+            f"file type '{suffix or 'none'}' is not accepted (allowed: {', '.join(ALLOWED_SUFFIXES)})",
+            reason="unsupported_type",
+        )
     with path.open("rb") as fh:
         before = os.fstat(fh.fileno())
         data = fh.read(max_bytes + 1)  # never more than the limit in memory
@@ -78,7 +87,8 @@ def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         size = max(before.st_size, after.st_size, len(data))
         raise UploadRefused(
-            f"{size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)"
+            f"{size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)",
+            reason="too_large",
         )
     # A writer still busy with the file: what was read may be half old, half new.
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
@@ -162,10 +172,11 @@ def ingest_uploads(
         try:
             data = read_upload(temp_path, original, max_bytes=int(settings.max_upload_mb * 2**20))
         except UploadRefused as exc:
-            report.outcomes.append(UploadOutcome(safe, "failed", str(exc)))
+            report.outcomes.append(UploadOutcome(safe, "failed", str(exc), reason=exc.reason))
             continue
         except OSError as exc:  # vanished or unreadable between Gradio's copy and ours
-            report.outcomes.append(UploadOutcome(safe, "failed", f"could not be read: {exc.strerror or exc}"))
+            detail = f"could not be read: {exc.strerror or exc}"
+            report.outcomes.append(UploadOutcome(safe, "failed", detail, reason="invalid_file"))
             continue
         digest = hashlib.sha256(data).hexdigest()
         duplicate = indexed.duplicate_of(data, digest)
@@ -178,7 +189,7 @@ def ingest_uploads(
         names.add(name)
         target = (folder / name).resolve()
         if target.parent != folder.resolve():  # belt and braces: the sanitised name cannot leave the folder
-            report.outcomes.append(UploadOutcome(name, "failed", "unsafe file name"))
+            report.outcomes.append(UploadOutcome(name, "failed", "unsafe file name", reason="invalid_file"))
             continue
         existed = str(target) in indexed.sources
         target.write_bytes(data)
@@ -197,6 +208,7 @@ def ingest_uploads(
         for outcome, path, existed in staged:
             if str(path) in errors:
                 outcome.status, outcome.detail, outcome.source = "failed", errors[str(path)], None
+                outcome.reason = "invalid_file"
                 if not existed:  # keep no file that is not in the index
                     path.unlink(missing_ok=True)
         report.chunks = result.chunks
