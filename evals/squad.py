@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ingest.index import Progress
+    from rag.corpus import Progress
     from rag.settings import Settings
     from rag.store import Store
     from rag.types import IngestReport

@@ -10,16 +10,7 @@ from typing import TYPE_CHECKING
 from ingest.chunk import chunk_document
 from ingest.clean import clean_document
 from ingest.load import find_files, load_file
-from rag.corpus import (
-    INDEX_BATCH,
-    Corpus,
-    Progress,
-    fits,
-    make_record_manager,
-    recorded_keys,
-    remove_source,
-    repair_interrupted,
-)
+from rag.corpus import Corpus, Progress
 from rag.types import Chunk, Document, IngestFailure, IngestReport, LoadError
 
 if TYPE_CHECKING:
@@ -27,17 +18,6 @@ if TYPE_CHECKING:
     from rag.store import Store
 
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "INDEX_BATCH",
-    "fits",
-    "ingest_paths",
-    "make_record_manager",
-    "read_document",
-    "recorded_keys",
-    "remove_source",
-    "repair_interrupted",
-]
 
 
 def read_document(path: Path, settings: Settings) -> tuple[Document, list[Chunk]]:

@@ -20,9 +20,10 @@ import pytest
 from conftest import CORPUS, free_port, wait_until_up
 from test_ingest_interrupt import committed_records
 
-from ingest.index import INDEX_BATCH, make_record_manager, read_document
+from ingest.index import read_document
 from ingest.load import find_files
 from rag.assistant import Assistant
+from rag.corpus import INDEX_BATCH, make_record_manager
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import Store

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
-from ingest.index import make_record_manager
 from ingest.load import find_files
+from rag.corpus import make_record_manager
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 import rag.bm25
-from ingest import ingest_paths, remove_source
+from ingest import ingest_paths
 from ingest.index import read_document
 from ingest.load import find_files
 from rag.bm25 import index_folder, load_bm25
+from rag.corpus import remove_source
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store

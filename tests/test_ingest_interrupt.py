@@ -16,18 +16,11 @@ from typing import Any
 import pytest
 from signals import default_sigint
 
-from ingest.index import (
-    INDEX_BATCH,
-    fits,
-    ingest_paths,
-    make_record_manager,
-    read_document,
-    recorded_keys,
-    repair_interrupted,
-)
+from ingest.index import ingest_paths, read_document
 from ingest.load import find_files
 from rag.assistant import Assistant
 from rag.cli_support import EXIT_INTERRUPTED, INTERRUPTED
+from rag.corpus import INDEX_BATCH, fits, make_record_manager, recorded_keys, repair_interrupted
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import DocumentTexts, Store

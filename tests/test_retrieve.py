@@ -7,8 +7,9 @@ import pytest
 from conftest import CORPUS
 from langchain_core.retrievers import BaseRetriever
 
-from ingest import ingest_paths, remove_source
+from ingest import ingest_paths
 from rag.assistant import Assistant
+from rag.corpus import remove_source
 from rag.retrieve import RerankWeights, fuse
 from rag.settings import Settings
 from rag.text import sentence_spans

@@ -20,10 +20,10 @@ import pytest
 from conftest import LIBRARY_DOC, Postgres
 
 from ingest import ingest_paths
-from ingest.index import INDEX_BATCH, read_document
+from ingest.index import read_document
 from ingest.load import find_files
 from rag.assistant import Assistant
-from rag.corpus import Corpus, record_rows
+from rag.corpus import INDEX_BATCH, Corpus, record_rows
 from rag.database import DatabaseUnavailable
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings

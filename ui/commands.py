@@ -46,7 +46,7 @@ def start(name: str, *, host: str, collection: str | None, corpus: Path, workers
     except RagError as exc:
         raise fail(str(exc)) from exc
     try:
-        from ingest.index import repair_interrupted
+        from rag.corpus import repair_interrupted
 
         repair_interrupted(assistant.settings, assistant.store)
         if assistant.store.count() == 0 and corpus.is_dir():

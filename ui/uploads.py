@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest import ingest_paths, remove_source
+from ingest import ingest_paths
 from rag.assistant import Assistant
+from rag.corpus import remove_source
 
 ALLOWED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
 MAX_NAME_CHARS = 120
