@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -195,16 +196,17 @@ def test_cors_only_for_configured_origins(seeded_home: Path, embeddings: LocalEm
         assert "access-control-allow-origin" not in other.headers
 
 
-def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_path: Path) -> None:
+@contextmanager
+def rag_serve(args: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
+    """A real `rag serve ARGS` process on a free port, its output in `log`; yields its URL once /readyz answers."""
     from evals.bench.load import free_port, wait_for
 
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env |= {"RAG_HOME": str(tmp_path / "rag"), "RAG_API_KEYS": f"{READ_KEY}:read,{WRITE_KEY}:write"}
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(port), "--corpus", "corpus"],
-            env=env,
+            [sys.executable, "-m", "rag", "serve", *args, "--port", str(port), "--corpus", "corpus"],
+            env=clean | env,
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -212,15 +214,23 @@ def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_pa
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/readyz", timeout_s=300, process=server)
-            auth = {"Authorization": f"Bearer {READ_KEY}"}
-            reply = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth, timeout=120).json()
-            assert "270" in reply["choices"][0]["message"]["content"] and reply["citations"]
-            assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=30).status_code == 401
-            assert httpx.get(f"{url}/", timeout=30).status_code in (200, 401), "the chat's login page"
-            httpx.post(f"{url}/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {WRITE_KEY}x"})
+            yield url
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            server.wait(timeout=60)
+
+
+def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    env = {"RAG_HOME": str(tmp_path / "rag"), "RAG_API_KEYS": f"{READ_KEY}:read,{WRITE_KEY}:write"}
+    with rag_serve(["--host", "0.0.0.0"], env, log) as url:
+        auth = {"Authorization": f"Bearer {READ_KEY}"}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth, timeout=120).json()
+        assert "270" in reply["choices"][0]["message"]["content"] and reply["citations"]
+        assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=30).status_code == 401
+        assert httpx.get(f"{url}/", timeout=30).status_code in (200, 401), "the chat's login page"
+        httpx.post(f"{url}/v1/search", json={"query": "x"}, headers={"Authorization": f"Bearer {WRITE_KEY}x"})
+        port = url.rsplit(":", 1)[1]
     logged = log.read_text(encoding="utf-8", errors="replace")
     assert "The index is empty: ingesting corpus/ first." in logged
     assert f"API on http://0.0.0.0:{port}/v1" in logged
@@ -229,25 +239,9 @@ def test_rag_serve_fills_an_empty_index_serves_both_faces_and_logs_no_key(tmp_pa
 
 @pytest.mark.server
 def test_rag_serve_with_workers_on_a_chroma_server(tmp_path: Path, chroma_url: str) -> None:
-    from evals.bench.load import free_port, wait_for
-
-    port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env |= {"RAG_HOME": str(tmp_path / "rag"), "RAG_CHROMA_URL": chroma_url, "RAG_COLLECTION": "workers-test"}
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rag", "serve", "--workers", "2", "--port", str(port), "--corpus", "corpus"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for(f"{url}/readyz", timeout_s=300, process=server)
-            # A new connection each: the kernel spreads them over the workers (not asserted: it may pick one).
-            replies = [httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=120).json() for _ in range(4)]
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    log = tmp_path / "serve.log"
+    env = {"RAG_HOME": str(tmp_path / "rag"), "RAG_CHROMA_URL": chroma_url, "RAG_COLLECTION": "workers-test"}
+    with rag_serve(["--workers", "2"], env, log) as url:
+        # A new connection each: the kernel spreads them over the workers (not asserted: it may pick one).
+        replies = [httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=120).json() for _ in range(4)]
     assert all("270" in r["choices"][0]["message"]["content"] and r["citations"] for r in replies), log.read_text()
