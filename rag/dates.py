@@ -62,6 +62,14 @@ def parse_date(value: str) -> date | None:
     return None
 
 
+def mentioned_day(text: str, year: int) -> date | None:
+    """The day a phrase names ('12 March', 'March 12', '12 March 2025'), or None for less than a day.
+
+    A day without a year takes `year`; 'March', '2025' and 'Friday' are no day.
+    """
+    return parse_date(text) or parse_date(f"{text} {year}")
+
+
 def parse_iso(value: str | None) -> date | None:
     """A stored ISO date (chunk metadata), or None for anything else."""
     if not value or not (m := ISO_DATE.match(value)):

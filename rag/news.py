@@ -1,15 +1,20 @@
-"""News-aware answers: say when ("As of ..."), show where dated sources disagree, and answer timelines in date order."""
+"""News-aware answers: say when ("As of ..."), show where dated sources disagree, and answer timelines in date order.
+
+Sources disagree when they give different counts, days or names for one slot.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from rag.bm25 import QUERY_STOPWORDS, tokenize
-from rag.dates import DateScope, parse_iso, spoken
+from rag.dates import DATELINE, DateScope, iso, mentioned_day, parse_iso, spoken
 from rag.markers import cite, format_markers
 from rag.prompts import UNCERTAIN
+from rag.short_answer import candidate_phrases
 from rag.types import Answer, Candidate, Citation, Conflict, ConflictValue
 
 # Words that make a question about a moment, even without a phrase that resolves to a window.
@@ -23,12 +28,13 @@ TIMELINE = re.compile(
     r"|\btimeline\b|\bchronolog|\bdevelopments? (?:in|on|of|around)\b|\bover time\b",
     re.IGNORECASE,
 )
-# A number as news writes it ("1,200", "3.5", "19"), and the words after it that say what it counts.
+# A number as news writes it ("1,200", "3.5", "19"), and the words after it that say what it counts (a word: WORD).
 NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
 # A number followed by these is an increment ("270 more officers"), not a competing total.
 INCREMENT = frozenset({"more", "additional", "extra", "another", "new", "further"})
 # Words after a number that can tie it to another source's number: at most this many.
 SLOT_WORDS = 4
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # Two sentences speak of the same thing when this share of their content words (numbers aside) is shared.
 SAME_TOPIC = 0.25
 # A timeline line repeats an earlier one when this share of its words is shared (and its numbers are the same).
@@ -65,44 +71,95 @@ def overlap(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+@dataclass(frozen=True)
+class Fact:
+    """A value one sentence gives for a slot: a count, a day or a name."""
+
+    kind: str  # "count", "date" or "name": only facts of one kind compete
+    key: frozenset[str]  # two facts agree when one key holds the other ("Berg" is "Anna Berg")
+    slot: frozenset[str]  # stemmed words that tie the value to another source's
+    label: str  # the slot in the source's words
+    value: str  # the value as the source writes it (a count without its thousands commas)
+
+
 def is_year(value: str) -> bool:
     """A bare four-digit number that reads as a year."""
     return len(value) == 4 and value.isdigit() and 1900 <= int(value) <= 2100
 
 
-def numeric_facts(text: str) -> list[tuple[str, set[str], str]]:
-    """(number, stemmed words after it, those words as written) for each count in a sentence (years left out)."""
+def slot_words(text: str) -> frozenset[str]:
+    """Stemmed content words of a slot."""
+    return frozenset(tokenize(text, drop=QUERY_STOPWORDS))
+
+
+def numeric_facts(text: str, skip: Sequence[tuple[int, int]] = ()) -> list[Fact]:
+    """Each count in a sentence with the words after it (years, increments and numbers inside `skip` left out)."""
     facts = []
     for m in NUMBER.finditer(text):
         value = m.group(1)
-        after = re.findall(r"[A-Za-z][A-Za-z'-]*", text[m.end() : m.end() + 60])[:SLOT_WORDS]
-        if is_year(value) or not after or after[0].lower() in INCREMENT:
+        after = WORD.findall(text[m.end() : m.end() + 60])[:SLOT_WORDS]
+        if is_year(value) or not after or after[0].lower() in INCREMENT or any(s <= m.start() < e for s, e in skip):
             continue
         words = [w for w in after if w.lower() not in QUERY_STOPWORDS]
-        facts.append((value.replace(",", ""), set(tokenize(" ".join(words))), " ".join(words[:2])))
+        count = value.replace(",", "")
+        facts.append(Fact("count", frozenset({count}), slot_words(" ".join(words)), " ".join(words[:2]), count))
     return facts
 
 
+def sentence_facts(text: str, year: int) -> list[Fact]:
+    """The counts, days and names a sentence gives, found by the short-answer candidate rules.
+
+    A day or name is tied to its slot by the words before it ("the vote will be held on 12 March", "the
+    mission is led by Anna Berg"); a day without a year takes the report's. A dateline says when the report
+    was written, not a fact of the story: it is left out.
+    """
+    dateline = DATELINE.match(text)
+    story_from = dateline.end() if dateline else 0
+    facts, days = [], []
+    for phrase in candidate_phrases(text, 0, len(text)):
+        written = text[phrase.start : phrase.end]
+        day = mentioned_day(written, year) if phrase.rule == "time" else None
+        if day is not None:
+            days.append((phrase.start, phrase.end))
+        if phrase.end <= story_from or (day is None and phrase.rule != "name"):
+            continue
+        before = WORD.findall(text[max(story_from, phrase.start - 60) : phrase.start])[-SLOT_WORDS:]
+        slot = slot_words(" ".join(before))
+        if not slot:
+            continue
+        if day is not None:
+            key, label = frozenset({iso(day)}), f'the date after "{" ".join(before)}"'
+        else:
+            key, label = frozenset(written.lower().split()), f'the name after "{" ".join(before)}"'
+        facts.append(Fact("date" if day else "name", key, slot, label, written))
+    return numeric_facts(text, days) + facts
+
+
+def agree(a: Fact, b: Fact) -> bool:
+    """Two values that are the same: equal counts, the same day in any form, a name and a part of it."""
+    return a.key <= b.key or b.key <= a.key
+
+
 def find_conflicts(citations: Sequence[Citation]) -> list[Conflict]:
-    """Counts that cited sentences of different dated documents give differently for the same thing, newest marked."""
+    """Counts, days or names that cited sentences of different dated documents give differently for one slot."""
     conflicts: list[Conflict] = []
     seen: set[tuple[int, int]] = set()
     for i, a in enumerate(citations):
         for b in citations[i + 1 :]:
+            day_a, day_b = citation_date(a), citation_date(b)
             # Undated sources (encyclopedias, notes) state facts, not reports of a moment: only dated ones compete.
-            if a.source == b.source or a.date is None or b.date is None or (a.n, b.n) in seen:
+            if a.source == b.source or day_a is None or day_b is None or (a.n, b.n) in seen:
                 continue
             if overlap(content_words(a.quote), content_words(b.quote)) < SAME_TOPIC:
                 continue
-            for value_a, slot_a, words_a in numeric_facts(a.quote):
-                match = next(
-                    ((v, w) for v, s, w in numeric_facts(b.quote) if s & slot_a and v != value_a),
-                    None,
-                )
-                if match is None or any(value_a == v for v, s, _ in numeric_facts(b.quote) if s & slot_a):
+            facts_b = sentence_facts(b.quote, day_b.year)
+            for fact in sentence_facts(a.quote, day_a.year):
+                rivals = [f for f in facts_b if f.kind == fact.kind and f.slot & fact.slot]
+                match = next((f for f in rivals if not agree(fact, f)), None)
+                if match is None or any(agree(fact, f) for f in rivals):
                     continue
                 seen.add((a.n, b.n))
-                conflicts.append(conflict_of(words_a or match[1], [(value_a, a), (match[0], b)]))
+                conflicts.append(conflict_of(fact.label or match.label, [(fact.value, a), (match.value, b)]))
                 break
     return conflicts
 

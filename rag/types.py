@@ -129,7 +129,7 @@ class ConflictValue(BaseModel):
     """One source's value in a disagreement, with its date and citation."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    value: str = Field(description="The number or date as the source writes it.")
+    value: str = Field(description="The number, date or name as the source writes it.")
     n: int = Field(ge=1, description="The citation that says it.")
     source: str
     date: str | None = None
