@@ -1,7 +1,8 @@
 """News-aware answers over a small dated corpus, with real Chroma and the real MiniLM model.
 
 tests/fixtures/news holds a story told by three dated reports (the third corrects the first; the second is dated
-only by its dateline), two documents that disagree on a cost, and an undated note.
+only by its dateline), two documents that disagree on a cost, two on the day of a vote, two on who leads a mission
+(and agree, in two forms, on the day it leaves), and an undated note.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from ingest.load import load_file
 from rag.assistant import Assistant
 from rag.dates import DateError
 from rag.embeddings import LocalEmbeddings
+from rag.news import find_conflicts
 from rag.settings import Settings
+from rag.types import Answer, Citation, ConflictValue
 from ui import render
 
 NEWS = Path(__file__).parent / "fixtures" / "news"
@@ -31,10 +34,17 @@ DATES = {
     "bridge-cost-council.md": "2025-02-01",
     "bridge-cost-audit.md": "2025-02-20",
     "newsroom-note.md": None,
+    "levy-vote-announced.md": "2025-03-03",
+    "levy-vote-moved.md": "2025-03-07",
+    "survey-mission-announced.md": "2025-03-01",
+    "survey-mission-new-leader.md": "2025-03-08",
 }
 FIRE_START = "Where did the grain terminal fire start?"
 INJURED = "How many people were injured in the grain terminal fire?"
 BRIDGE = "How much will the Lindqvist Bridge cost?"
+VOTE = "When will the council vote on the harbour levy be held?"
+LEADER = "Who leads the Aurel glacier survey mission?"
+DEPARTURE = "When will the survey mission leave Port Aurelia?"
 
 
 def name(source: str) -> str:
@@ -130,10 +140,10 @@ def test_cli_ask_as_of_and_malformed_dates(news_home: Path, tmp_path: Path) -> N
 
 
 def test_status_shows_the_date_range(news: Assistant, news_home: Path) -> None:
-    assert news.status()["dates"] == {"oldest": "2025-02-01", "newest": "2025-03-14", "dated_documents": 5}
+    assert news.status()["dates"] == {"oldest": "2025-02-01", "newest": "2025-03-14", "dated_documents": 9}
     shown = rag("status", home=news_home)
     assert shown.returncode == 0, shown.stderr
-    assert "dates:       2025-02-01 to 2025-03-14 (5 of 6 documents dated)" in shown.stdout
+    assert "dates:       2025-02-01 to 2025-03-14 (9 of 10 documents dated)" in shown.stdout
 
 
 def test_a_conflict_shows_both_values_with_dates_and_marks_the_newer(news: Assistant) -> None:
@@ -152,6 +162,76 @@ def test_a_conflict_shows_both_values_with_dates_and_marks_the_newer(news: Assis
         and f"55 [{values['55'].n}] (20 February 2025, the newer)" in answer.text
     )
     assert answer.to_json_dict()["conflicts"][0]["slot"] == answer.conflicts[0].slot
+
+
+def values_of(answer: Answer) -> dict[str, ConflictValue]:
+    assert len(answer.conflicts) == 1, answer.text
+    return {v.value: v for v in answer.conflicts[0].values}
+
+
+def test_a_date_conflict_shows_both_days_with_dates_and_citations_and_marks_the_newer(news: Assistant) -> None:
+    answer = news.ask(VOTE)
+    values = values_of(answer)
+    assert set(values) == {"12 March", "19 March"}  # as each source writes it
+    assert (values["12 March"].date, values["19 March"].date) == ("2025-03-03", "2025-03-07")
+    assert values["19 March"].is_newest and not values["12 March"].is_newest
+    cited = {c.n: c for c in answer.citations}
+    assert name(cited[values["12 March"].n].source) == "levy-vote-announced.md"
+    assert name(cited[values["19 March"].n].source) == "levy-vote-moved.md"
+    assert all(v.value in cited[v.n].quote for v in values.values())
+    assert (
+        f"12 March [{values['12 March'].n}] (3 March 2025)" in answer.text
+        and f"19 March [{values['19 March'].n}] (7 March 2025, the newer)" in answer.text
+    )
+    # The proposal's "28 February" is another slot (published, not held): no rival.
+    assert "28 February" not in answer.text.split("The sources disagree")[-1]
+    assert answer.to_json_dict()["conflicts"][0]["values"][0]["value"] in values
+    # As of 5 March the later report is hidden: one day, no conflict.
+    assert news.ask(VOTE, as_of=date(2025, 3, 5)).conflicts == ()
+
+
+def test_a_name_conflict_shows_both_names_with_dates_and_citations_and_marks_the_newer(news: Assistant) -> None:
+    answer = news.ask(LEADER)
+    values = values_of(answer)
+    assert set(values) == {"Anna Berg", "Tomas Lind"}
+    assert (values["Anna Berg"].date, values["Tomas Lind"].date) == ("2025-03-01", "2025-03-08")
+    assert values["Tomas Lind"].is_newest and not values["Anna Berg"].is_newest
+    cited = {c.n: c for c in answer.citations}
+    assert name(cited[values["Tomas Lind"].n].source) == "survey-mission-new-leader.md"
+    assert f"Tomas Lind [{values['Tomas Lind'].n}] (8 March 2025, the newer)" in answer.text
+    assert f"Anna Berg [{values['Anna Berg'].n}] (1 March 2025)" in answer.text
+    # "of the Polar Institute" follows both names: the same institute is no conflict.
+    assert "Polar Institute [" not in answer.text
+
+
+def test_the_same_day_in_two_forms_is_no_conflict(news: Assistant) -> None:
+    answer = news.ask(DEPARTURE)
+    quotes = {name(c.source): c.quote for c in answer.citations}
+    # Both reports are cited, one says "20 March", the other "March 20, 2025": the same day.
+    assert "on 20 March" in quotes["survey-mission-announced.md"]
+    assert "on March 20, 2025" in quotes["survey-mission-new-leader.md"]
+    assert answer.conflicts == () and "disagree" not in answer.text
+
+
+def sentence_citation(news: Assistant, n: int, source: str, opening: str) -> Citation:
+    """A citation of the fixture's sentence (one a line) that starts with `opening`."""
+    chunk = next(c for c in news.store.iter_chunks() if name(c.source) == source and opening in c.text)
+    start = chunk.text.index(opening)
+    end = chunk.text.find("\n", start)
+    return Citation.of_span(n, chunk, start, len(chunk.text) if end < 0 else end)
+
+
+def test_an_unrelated_date_in_another_document_is_no_conflict(news: Assistant) -> None:
+    held = sentence_citation(news, 1, "levy-vote-announced.md", "The council vote on the harbour levy will be held")
+    published = sentence_citation(news, 2, "levy-vote-moved.md", "The council published its harbour levy proposal")
+    reopens = sentence_citation(news, 3, "harbour-fire-correction.md", "The port authority said the grain terminal")
+    # Same topic (the council's harbour levy), another slot: held on 12 March, published on 28 February.
+    assert find_conflicts([held, published]) == []
+    assert find_conflicts([held, reopens]) == []  # another story altogether
+    moved = sentence_citation(news, 4, "levy-vote-moved.md", "The council vote on the harbour levy will be held")
+    assert [[v.value for v in c.values] for c in find_conflicts([held, published, reopens, moved])] == [
+        ["12 March", "19 March"]
+    ]
 
 
 def test_a_rival_count_in_an_uncited_report_is_cited_not_dropped(news: Assistant) -> None:
