@@ -35,6 +35,8 @@ INCREMENT = frozenset({"more", "additional", "extra", "another", "new", "further
 # Words after a number that can tie it to another source's number: at most this many.
 SLOT_WORDS = 4
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+# A day or name right after these says who reported or when ("told the BBC", "said on 12 March"), not the story.
+REPORTING = frozenset("said says told tells according reported reports announced wrote added stated".split())
 # Two sentences speak of the same thing when this share of their content words (numbers aside) is shared.
 SAME_TOPIC = 0.25
 # A timeline line repeats an earlier one when this share of its words is shared (and its numbers are the same).
@@ -110,8 +112,8 @@ def sentence_facts(text: str, year: int) -> list[Fact]:
     """The counts, days and names a sentence gives, found by the short-answer candidate rules.
 
     A day or name is tied to its slot by the words before it ("the vote will be held on 12 March", "the
-    mission is led by Anna Berg"); a day without a year takes the report's. A dateline says when the report
-    was written, not a fact of the story: it is left out.
+    mission is led by Anna Berg"); a day without a year takes the report's. A dateline, or a day or name that
+    follows a word of reporting, says who reported or when, not a fact of the story: it is left out.
     """
     dateline = DATELINE.match(text)
     story_from = dateline.end() if dateline else 0
@@ -125,7 +127,7 @@ def sentence_facts(text: str, year: int) -> list[Fact]:
             continue
         before = WORD.findall(text[max(story_from, phrase.start - 60) : phrase.start])[-SLOT_WORDS:]
         slot = slot_words(" ".join(before))
-        if not slot:
+        if not slot or any(w.lower() in REPORTING for w in before):
             continue
         if day is not None:
             key, label = frozenset({iso(day)}), f'the date after "{" ".join(before)}"'

@@ -21,7 +21,7 @@ from ingest.load import load_file
 from rag.assistant import Assistant
 from rag.dates import DateError
 from rag.embeddings import LocalEmbeddings
-from rag.news import find_conflicts
+from rag.news import find_conflicts, sentence_facts
 from rag.settings import Settings
 from rag.types import Answer, Citation, ConflictValue
 from ui import render
@@ -232,6 +232,18 @@ def test_an_unrelated_date_in_another_document_is_no_conflict(news: Assistant) -
     assert [[v.value for v in c.values] for c in find_conflicts([held, published, reopens, moved])] == [
         ["12 March", "19 March"]
     ]
+
+
+def test_who_reported_and_when_are_not_values_of_the_story() -> None:
+    for sentence in (
+        "The minister said on 12 March that the harbour talks would resume.",
+        "The minister told the BBC that the harbour talks would resume.",
+        "The harbour talks will resume, according to Reuters.",
+        "PORT AURELIA, Mar 12 – The harbour talks will resume.",
+    ):
+        assert [f for f in sentence_facts(sentence, 2025) if f.kind != "count"] == [], sentence
+    [held] = sentence_facts("The minister said the harbour talks will resume on 12 March.", 2025)
+    assert (held.kind, held.key, held.value) == ("date", {"2025-03-12"}, "12 March")
 
 
 def test_a_rival_count_in_an_uncited_report_is_cited_not_dropped(news: Assistant) -> None:
