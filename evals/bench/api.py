@@ -29,6 +29,8 @@ SOAK_CLIENTS = 50
 SOAK_S = 60.0
 SOAK_MAX_PER_CLIENT = 10_000  # a bound on the loop even if the clock misbehaves
 TIMEOUT_S = 300.0
+SETTLE_MAX_S = 60  # seconds to wait at most for the started server to idle
+SETTLE_IDLE_MS = 200  # CPU ms in one second below which it counts as idle (it idles at about 50)
 
 
 @dataclass
@@ -175,6 +177,7 @@ def run() -> str:
             with httpx.Client(base_url=url, timeout=TIMEOUT_S) as warm:  # the server's model and caches
                 for q in QUESTIONS * 2:
                     plain_request(warm, q)
+            settle(server.pid)
             library: dict[int, Level] = {}
             plain: dict[int, Level] = {}
             for c, n in LEVELS:
@@ -197,6 +200,21 @@ def run() -> str:
             server.wait(timeout=30)
             log.close()
     return report(library, plain, bare, streamed, gradio, (answers, errors, samples), metrics)
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU milliseconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int) -> None:
+    """Wait until the server idles: its warm-up thread keeps a core busy for seconds after /readyz answers."""
+    for _ in range(SETTLE_MAX_S):
+        before = cpu_ms(pid)
+        time.sleep(1)
+        if cpu_ms(pid) - before < SETTLE_IDLE_MS:
+            return
 
 
 def timed_get(client: httpx.Client, path: str) -> float:
