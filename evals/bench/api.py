@@ -23,11 +23,14 @@ from evals.bench.ui import QUESTIONS, percentile
 REPO = Path(__file__).resolve().parents[2]
 # (clients, requests per client): every loop is bounded by a count; about 30-200 answers per level.
 LEVELS = ((1, 30), (10, 10), (50, 4))
+ROUNDS = 2  # in-process and plain HTTP take turns within each level
 GRADIO_LEVELS = ((1, 10), (10, 3))
 SOAK_CLIENTS = 50
 SOAK_S = 60.0
 SOAK_MAX_PER_CLIENT = 10_000  # a bound on the loop even if the clock misbehaves
 TIMEOUT_S = 300.0
+SETTLE_MAX_S = 60  # seconds to wait at most for the started server to idle
+SETTLE_IDLE_MS = 200  # CPU ms in one second below which it counts as idle (it idles at about 50)
 
 
 @dataclass
@@ -43,6 +46,15 @@ class Level:
     def throughput(self) -> float:
         """Answers per second."""
         return len(self.latencies) / self.wall_s
+
+    def merge(self, other: Level) -> Level:
+        """Both runs of a level as one."""
+        return Level(
+            self.latencies + other.latencies,
+            self.wall_s + other.wall_s,
+            self.errors + other.errors,
+            self.first_bytes + other.first_bytes,
+        )
 
     def p(self, q: float) -> float:
         """The q-th percentile latency."""
@@ -165,11 +177,20 @@ def run() -> str:
             with httpx.Client(base_url=url, timeout=TIMEOUT_S) as warm:  # the server's model and caches
                 for q in QUESTIONS * 2:
                     plain_request(warm, q)
-            library = {
-                c: at_once(c, n, lambda k, i: (timed_ask(assistant, QUESTIONS[(k + i) % len(QUESTIONS)]), None))
-                for c, n in LEVELS
-            }
-            plain = {c: http_level(url, c, n, stream=False) for c, n in LEVELS}
+            settle(server.pid)
+            library: dict[int, Level] = {}
+            plain: dict[int, Level] = {}
+            for c, n in LEVELS:
+                # In alternating rounds, so the load of the shared machine falls on both sides alike.
+                for _ in range(ROUNDS):
+                    lib = at_once(
+                        c, n // ROUNDS, lambda k, i: (timed_ask(assistant, QUESTIONS[(k + i) % len(QUESTIONS)]), None)
+                    )
+                    library[c] = library[c].merge(lib) if c in library else lib
+                    http = http_level(url, c, n // ROUNDS, stream=False)
+                    plain[c] = plain[c].merge(http) if c in plain else http
+            with httpx.Client(base_url=url, timeout=TIMEOUT_S) as probe:
+                bare = at_once(1, LEVELS[0][1], lambda k, i: (timed_get(probe, "/healthz"), None))
             streamed = {c: http_level(url, c, n, stream=True) for c, n in LEVELS}
             gradio = {c: gradio_level(url, c, n) for c, n in GRADIO_LEVELS}
             answers, errors, samples = soak(url)
@@ -178,7 +199,29 @@ def run() -> str:
             server.terminate()
             server.wait(timeout=30)
             log.close()
-    return report(library, plain, streamed, gradio, (answers, errors, samples), metrics)
+    return report(library, plain, bare, streamed, gradio, (answers, errors, samples), metrics)
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU milliseconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int) -> None:
+    """Wait until the server idles: it keeps a core busy for seconds after /readyz answers (warm-up)."""
+    for _ in range(SETTLE_MAX_S):
+        before = cpu_ms(pid)
+        time.sleep(1)
+        if cpu_ms(pid) - before < SETTLE_IDLE_MS:
+            return
+
+
+def timed_get(client: httpx.Client, path: str) -> float:
+    """Milliseconds of one GET: the HTTP round trip alone, no answer."""
+    started = time.perf_counter()
+    client.get(path).raise_for_status()
+    return (time.perf_counter() - started) * 1000
 
 
 def timed_ask(assistant: object, question: str) -> float:
@@ -205,6 +248,7 @@ def gradio_level(url: str, clients: int, per_client: int) -> Level:
 def report(
     library: dict[int, Level],
     plain: dict[int, Level],
+    bare: Level,
     streamed: dict[int, Level],
     gradio: dict[int, Level],
     soaked: tuple[int, int, list[str]],
@@ -224,7 +268,8 @@ def report(
         "",
         "`rag serve` (uvicorn, one process, extractive mode) over the seed corpus on 127.0.0.1, driven by httpx "
         "clients in threads of the benchmark process (one keep-alive connection each); `Assistant.ask` runs in the "
-        f"benchmark process on an identical copy of the index, in the same run. Load average at the end: "
+        f"benchmark process on an identical copy of the index, in the same run, taking turns with plain HTTP "
+        f"({ROUNDS} alternating rounds per level). Load average at the end: "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine).",
         "",
         "| clients | `Assistant.ask` p50 / p95, answers/s | plain p50 / p95, answers/s | "
@@ -253,6 +298,8 @@ def report(
         f"| {SOAK_CLIENTS} streaming clients for {SOAK_S:.0f} s, zero errors | {answers} answers, {errors} errors "
         f"| {verdict[errors == 0 and answers > 0]} |",
         "",
+        f"A bare round trip (GET /healthz, 1 client, keep-alive) took {bare.p(50):.1f} / {bare.p(95):.1f} ms "
+        "p50 / p95. "
         f"The server's own /metrics counted {requests:.0f} chat completions. "
         f"Bounded loops: {', '.join(f'{c} clients × {n}' for c, n in LEVELS)} requests per mode; "
         f"Gradio {', '.join(f'{c} × {n}' for c, n in GRADIO_LEVELS)}.",
