@@ -94,6 +94,10 @@ class Citation(BaseModel):
     @classmethod
     def of_span(cls, n: int, chunk: Chunk, start: int, end: int, *, is_supported: bool = True) -> Citation:
         """Cite chunk.text[start:end] (offsets local to the chunk) by its offsets in the document."""
+        from rag.dates import chunk_date  # rag.dates imports this module
+
+        # Only an ISO date: a chunk stored before dates were normalised may carry whatever its file said.
+        day = chunk_date(chunk.metadata)
         return cls(
             n=n,
             source=chunk.source,
@@ -103,7 +107,7 @@ class Citation(BaseModel):
             start=chunk.start + start,
             end=chunk.start + end,
             page=chunk.page,
-            date=chunk.metadata.get("date") or None,
+            date=day.isoformat() if day else None,
             is_supported=is_supported,
         )
 

@@ -132,3 +132,16 @@ def test_default_as_of_is_today_or_the_newest_document_if_older() -> None:
     assert resolve_as_of(None, date(2027, 1, 1), today=today) == (today, "today")
     assert resolve_as_of(None, None, today=today) == (today, "today")
     assert resolve_as_of(AS_OF, date(2027, 1, 1), today=today) == (AS_OF, "given")
+
+
+def test_a_citation_carries_only_an_iso_date() -> None:
+    """A chunk stored before dates were normalised may hold its file's raw text; the citation never passes it on."""
+    from rag.types import Chunk, Citation
+
+    def cite(date: str) -> str | None:
+        chunk = Chunk(id="c", source="s.md", title="t", start=0, end=5, text="Hello", metadata={"date": date})
+        return Citation.of_span(1, chunk, 0, 5).date
+
+    assert cite("2025-01-18") == "2025-01-18"
+    assert cite('<img src="http://127.0.0.9:9/x.png">') is None
+    assert cite("January 18, 2025") is None
