@@ -395,6 +395,11 @@ def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
     return {"server_name": host, "server_port": port, "share": False, **page_kwargs(settings)}
 
 
+def warm_in_background(assistant: Assistant) -> None:
+    """A long-lived server loads the torch model now, off the request path (NumPy answers until it is ready)."""
+    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+
+
 def serve(
     assistant: Assistant,
     *,
@@ -407,8 +412,7 @@ def serve(
 
     auth: Gradio's login check (user, password), required when the chat listens beyond loopback.
     """
-    # A long-lived server: load the torch model now, off the request path (NumPy answers until it is ready).
-    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+    warm_in_background(assistant)
     demo = build_app(assistant)
     demo.queue(default_concurrency_limit=CHAT_CONCURRENCY)
     demo.launch(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import gradio as gr
 import uvicorn
@@ -12,7 +11,7 @@ from fastapi import FastAPI
 from rag.assistant import Assistant
 from rag.settings import Settings
 from ui.api import create_api
-from ui.app import CHAT_CONCURRENCY, build_app, page_kwargs
+from ui.app import CHAT_CONCURRENCY, build_app, page_kwargs, warm_in_background
 from ui.auth import ApiKeys
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ def create_server(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastA
 def create_app() -> FastAPI:
     """The server built from RAG_* variables: the factory each `--workers` process calls."""
     assistant = Assistant(Settings())
-    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+    warm_in_background(assistant)
     return create_server(assistant)
 
 
@@ -58,5 +57,5 @@ def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 8000, wo
             log_level="warning",
         )
         return
-    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+    warm_in_background(assistant)
     uvicorn.run(create_server(assistant), host=host, port=port, access_log=False, log_level="warning")
