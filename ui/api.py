@@ -509,8 +509,13 @@ def error_kind(exc: Exception) -> tuple[int, str, str]:
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
-def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
-    """The API over one warm Assistant; keys (default: from its settings) guard every route but the probes."""
+def create_api(
+    assistant: Assistant, *, keys: ApiKeys | None = None, warmed: threading.Event | None = None
+) -> FastAPI:
+    """The API over one warm Assistant; keys (default: from its settings) guard every route but the probes.
+
+    warmed: set when the assistant's warm-up (ui.app.warm_in_background) has ended; until then /readyz answers 503.
+    """
     settings = assistant.settings
     keys = keys if keys is not None else ApiKeys.of(settings)
     collections = Collections(assistant)
@@ -708,9 +713,12 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
         """Liveness: the process answers."""
         return Health()
 
-    @app.get("/readyz", response_model=Health, responses={503: {"description": "store down or index not loaded"}})
+    @app.get("/readyz", response_model=Health, responses={503: {"description": "warming up, store down or index not loaded"}})
     def readyz() -> Health:
-        """Readiness: the store answers and the index is loaded."""
+        """Readiness: the warm-up has ended, the store answers and the index is loaded."""
+        if warmed is not None and not warmed.is_set():
+            message = "not ready: loading the embedding model and the BM25 index"
+            raise ApiError(503, message, code="warming_up", kind="service_unavailable")
         try:
             chunks = assistant.store.count()
             assistant.search.bm25()

@@ -395,9 +395,21 @@ def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
     return {"server_name": host, "server_port": port, "share": False, **page_kwargs(settings)}
 
 
-def warm_in_background(assistant: Assistant) -> None:
-    """A long-lived server loads the torch model now, off the request path (NumPy answers until it is ready)."""
-    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+def warm_in_background(assistant: Assistant) -> threading.Event:
+    """A long-lived server loads the torch model and the BM25 snapshot now, off the request path (NumPy answers until
+    the model is in); the event is set when the warm-up has ended, however it ended (/readyz waits for it)."""
+    warmed = threading.Event()
+
+    def warm() -> None:
+        try:
+            assistant.warm_up()
+        except Exception:  # the app still answers: in NumPy, or with each request's own error
+            log.exception("warm-up failed")
+        finally:
+            warmed.set()
+
+    threading.Thread(target=warm, name="warm-up", daemon=True).start()
+    return warmed
 
 
 def serve(
