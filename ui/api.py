@@ -547,8 +547,6 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
         # async: FastAPI runs a sync dependency in the threadpool, one more thread hop per request for a
         # check of microseconds (the hash compares do no I/O).
         async def check(request: Request) -> None:
-            if not keys.required:
-                return
             header = request.headers.get("authorization", "")
             scheme, _, presented = header.partition(" ")
             scope = keys.scope_of(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
@@ -566,7 +564,8 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
 
         return Depends(check)
 
-    read, write = require("read"), require("write")
+    # Without keys there is nothing to check: no dependency at all, which FastAPI would still solve per request.
+    read, write = ([require("read")], [require("write")]) if keys.required else ([], [])
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -606,7 +605,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
             error_body("internal error (see the server log)", kind="server_error", code="internal_error"), 500
         )
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=[read])
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=read)
     async def chat_completions(body: ChatRequest) -> Any:
         """Answer the last user message with the earlier ones as history; `stream: true` gives SSE chunks."""
         question, history = split_conversation(body.messages)
@@ -638,13 +637,13 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
             }
         )
 
-    @app.get("/v1/models", response_model=ModelList, dependencies=[read])
+    @app.get("/v1/models", response_model=ModelList, dependencies=read)
     def models() -> ModelList:
         """`rag` (the default collection) and every collection in the store."""
         names = [DEFAULT_MODEL, *(n for n in collections.names() if n != DEFAULT_MODEL)]
         return ModelList(data=[ModelCard(id=n) for n in names])
 
-    @app.post("/v1/search", response_model=SearchResults, dependencies=[read])
+    @app.post("/v1/search", response_model=SearchResults, dependencies=read)
     def search(body: SearchRequest) -> SearchResults:
         """Ranked chunks with every retriever's rank and score."""
         found = collections.get(body.model).retrieve(body.query, k=body.k, method=body.method, where=body.where)
@@ -666,12 +665,12 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
                 return info
         raise ApiError(404, f"no document with id '{doc_id}' (GET /v1/documents lists them)", code="document_not_found")
 
-    @app.get("/v1/documents", response_model=DocumentList, dependencies=[read])
+    @app.get("/v1/documents", response_model=DocumentList, dependencies=read)
     def list_documents(model: ModelQuery = DEFAULT_MODEL) -> DocumentList:
         """The indexed documents of a collection."""
         return DocumentList(data=[entry(d) for d in collections.get(model).documents()])
 
-    @app.get("/v1/documents/{doc_id}", response_model=DocumentText, dependencies=[read])
+    @app.get("/v1/documents/{doc_id}", response_model=DocumentText, dependencies=read)
     def read_document(doc_id: str, model: ModelQuery = DEFAULT_MODEL) -> DocumentText:
         """One document's metadata and cleaned text."""
         target = collections.get(model)
@@ -679,7 +678,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
         doc = target.document(info.source)
         return DocumentText(**entry(info).model_dump(), text=doc.text if doc else None)
 
-    @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write])
+    @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=write)
     def remove_document(doc_id: str, model: ModelQuery = DEFAULT_MODEL) -> Deleted:
         """Delete a document from the index (and its uploaded copy)."""
         target = collections.get(model)
@@ -688,7 +687,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
     @app.post(
         "/v1/documents",
         response_model=UploadResults,
-        dependencies=[write],
+        dependencies=write,
         openapi_extra={"requestBody": UPLOAD_BODY},
         responses={
             413: {"description": "a file or the request was too large, or every file was", "model": ErrorBody},
@@ -746,7 +745,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
             raise ApiError(503, "not ready: nothing is indexed yet", code="index_empty", kind="service_unavailable")
         return Health(chunks=chunks)
 
-    @app.get("/metrics", dependencies=[read], response_class=Response)
+    @app.get("/metrics", dependencies=read, response_class=Response)
     def prometheus() -> Response:
         """Prometheus text: requests, latencies and answer statuses."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
