@@ -32,6 +32,23 @@ PLACE_NOUNS = (
 )
 TIME_NOUNS = "year|years|date|day|month|time|century|decade|season|era|period|age"
 AUXILIARIES = "is|was|were|are|did|does|do|will|has|had|would|can"
+# Lower-case words that introduce a person's name: "the architect Ines Marlow", "singer Matt Monro".
+PERSON_NOUNS = frozenset(
+    """actor actress singer songwriter rapper musician composer writer author poet novelist playwright director
+    producer president king queen prince princess emperor general captain admiral architect engineer painter
+    artist sculptor scientist physicist chemist inventor philosopher player coach manager founder leader minister
+    chancellor governor senator judge pope bishop saint explorer drummer guitarist vocalist presenter
+    comedian dancer journalist economist mathematician astronomer botanist biologist athlete character""".split()
+)
+PERSON_NOUN_PATTERN = "|".join(sorted(PERSON_NOUNS))
+QUANTITY_NOUNS = (
+    "population|percentage|amount|rate|total|size|length|height|distance|age|cost|price|area|width|depth|speed"
+    "|enrollment|capacity|temperature|weight|budget|salary|revenue"
+)
+AGENT_PARTICIPLES = (
+    "written|sung|played|directed|invented|discovered|founded|won|composed|painted|designed|created|built"
+    "|performed|voiced|portrayed|produced|led|owned|developed|coined|killed|assassinated"
+)
 
 
 def _any(*alternatives: str) -> re.Pattern[str]:
@@ -48,6 +65,8 @@ QUESTION_KINDS: tuple[tuple[re.Pattern[str], Kind], ...] = (
         _any(
             r"\bhow (?:many|much|long|old|far|tall|high|big|large|deep|fast|wide|heavy)\b",
             r"\bwhat (?:number|percentage|percent|amount|population|proportion|share)\b",
+            rf"\bwhat (?:{AUXILIARIES}) (?:the |an? )?(?:\w+ )?(?:{QUANTITY_NOUNS})\b",
+            rf"^\s*(?:the )?(?:total )?(?:number|{QUANTITY_NOUNS}) of\b",
         ),
         "number",
     ),
@@ -56,6 +75,10 @@ QUESTION_KINDS: tuple[tuple[re.Pattern[str], Kind], ...] = (
             r"^\s*(?:who|whom|whose|who's)\b",
             r"\b(?:by|to|for|with|of|from) whom?\b",
             rf"\bwho (?:{AUXILIARIES}|sang|sings|played|plays|wrote|won)\b",
+            rf"\b(?:what|which) (?:\w+ )?(?:{PERSON_NOUN_PATTERN})\b",
+            rf"\b(?:{AGENT_PARTICIPLES}) by\s*$",  # NQ's statements: "the first nobel prize ... was won by"
+            r"\b(?:went|awarded|given) to\s*$|\bnamed after\s*$",
+            rf"^\s*(?:the )?(?:{PERSON_NOUN_PATTERN}) of\b",  # "author of the hymn great is thy faithfulness"
         ),
         "person",
     ),
@@ -95,8 +118,38 @@ PLACE_PREPOSITIONS = frozenset("in at from near into across outside inside".spli
 AGENT_PREPOSITIONS = frozenset("by to".split())
 TIME_PREPOSITIONS = frozenset("in on since until by during from before after".split())
 MAX_NAME_TOKENS = 6
+# Capitalised abbreviations whose dot does not end a sentence: "Dr. Martin Cooper".
+TITLE_ABBREVIATIONS = frozenset("dr mr mrs ms st jr sr gen lt col capt sgt prof rev hon mt ft".split())
+# Last words that make a capitalised run an organisation, a work or an event rather than a person.
+THING_NOUNS = frozenset(
+    """university college school academy institute records company corporation inc ltd group band party church
+    stadium park river award awards prize cup league bowl series show festival war act court army navy force
+    house hall tower bridge museum bank club team association council committee society union book books
+    album song film movie magazine times news journal station airport hospital centre center street road avenue
+    island islands mountain mountains lake sea ocean bay county city state states kingdom republic empire
+    province district day games championship championships tournament conference""".split()
+)
 DEMONYM = re.compile(r"[A-Z][a-z]+(?:an|ese|ish|ic|i)")  # "American", "English": says where from, not who
 QUOTES = "\"'“‘"
+# Cue words: the question's verb or role, said just before a name ("sung by X", "directed by X").
+CUE_FORMS = {
+    form: base
+    for base, forms in {
+        "sing": "sang sung singer sings",
+        "write": "wrote written writer",
+        "win": "won winner",
+        "lead": "led leader",
+        "begin": "began",
+        "star": "starred starring",
+        "play": "plays played player",
+    }.items()
+    for form in forms.split()
+}
+CUE_PREFIX = 5
+CUE_WINDOW = 3
+LATEST = re.compile(r"\b(?:last|latest|most recent|recent|recently|next)\b", re.I)
+EARLIEST = re.compile(r"\b(?:first|earliest|originally|original)\b", re.I)
+WINDOW = 5  # tokens either side of a phrase in which window_terms counts the question's terms
 
 
 @dataclass(frozen=True)
@@ -131,6 +184,17 @@ class Weights:
     full_date: float
     demonym: float
     quoted: float
+    title_overlap: float
+    thing_noun: float
+    after_person_noun: float
+    window_terms: float
+    in_parentheses: float
+    in_list: float
+    holds_and: float
+    inside_quotes: float
+    cue_before: float
+    extreme_year: float
+    type_match: float
 
 
 FEATURES = tuple(name for name in Weights.__dataclass_fields__ if name != "bias")
@@ -140,99 +204,154 @@ FEATURES = tuple(name for name in Weights.__dataclass_fields__ if name != "bias"
 # neighbours too (a perfect choice among the candidates: 0.836 and 0.846); SQuAD 0.607/0.513 and 0.556/0.471.
 WEIGHTS: dict[Kind, Weights] = {
     "person": Weights(
-        bias=-1.297,
-        question_overlap=-0.572,
-        near_question=1.55,
-        after_preposition=-1.192,
-        after_agent=0.903,
-        after_of=0.051,
-        sentence_start=1.624,
-        lone_opener=0.113,
+        bias=-1.629,
+        question_overlap=-1.904,
+        near_question=0.101,
+        after_preposition=-1.306,
+        after_agent=0.931,
+        after_of=-0.056,
+        sentence_start=1.949,
+        lone_opener=0.093,
         unit_match=0.0,
-        length=0.304,
-        sentence_coverage=-0.274,
-        coverage_gap=2.167,
-        position=-0.971,
-        year=-1.283,
-        full_date=-1.533,
-        demonym=-1.073,
-        quoted=-1.854,
+        length=0.286,
+        sentence_coverage=-0.248,
+        coverage_gap=1.423,
+        position=-0.79,
+        year=-0.821,
+        full_date=-1.031,
+        demonym=-0.85,
+        quoted=-1.549,
+        title_overlap=0.028,
+        thing_noun=-0.559,
+        after_person_noun=1.15,
+        window_terms=1.05,
+        in_parentheses=0.166,
+        in_list=-0.033,
+        holds_and=-1.831,
+        inside_quotes=0.881,
+        cue_before=0.457,
+        extreme_year=-0.529,
+        type_match=-0.073,
     ),
     "place": Weights(
-        bias=-1.954,
-        question_overlap=1.291,
-        near_question=2.163,
-        after_preposition=1.535,
-        after_agent=0.391,
-        after_of=1.017,
-        sentence_start=0.613,
-        lone_opener=0.04,
+        bias=-1.794,
+        question_overlap=0.604,
+        near_question=0.812,
+        after_preposition=1.382,
+        after_agent=0.144,
+        after_of=0.865,
+        sentence_start=0.462,
+        lone_opener=-0.234,
         unit_match=0.0,
-        length=0.075,
-        sentence_coverage=-0.305,
-        coverage_gap=1.927,
-        position=0.008,
-        year=-1.222,
-        full_date=0.134,
-        demonym=-0.234,
-        quoted=-0.013,
+        length=0.06,
+        sentence_coverage=-0.691,
+        coverage_gap=1.992,
+        position=-0.069,
+        year=-0.536,
+        full_date=-0.739,
+        demonym=-0.069,
+        quoted=-0.343,
+        title_overlap=0.432,
+        thing_noun=0.621,
+        after_person_noun=0.0,
+        window_terms=1.727,
+        in_parentheses=-1.64,
+        in_list=-0.193,
+        holds_and=-1.059,
+        inside_quotes=-0.984,
+        cue_before=0.252,
+        extreme_year=0.0,
+        type_match=1.905,
     ),
     "entity": Weights(
-        bias=-2.702,
-        question_overlap=0.077,
-        near_question=3.617,
-        after_preposition=-1.318,
-        after_agent=-0.826,
-        after_of=0.768,
-        sentence_start=0.778,
-        lone_opener=0.446,
+        bias=-3.499,
+        question_overlap=0.057,
+        near_question=2.172,
+        after_preposition=-0.95,
+        after_agent=-0.682,
+        after_of=0.686,
+        sentence_start=0.438,
+        lone_opener=0.3,
         unit_match=0.0,
-        length=0.224,
-        sentence_coverage=0.904,
-        coverage_gap=1.81,
-        position=-1.638,
-        year=-0.277,
-        full_date=-0.277,
-        demonym=-0.26,
-        quoted=0.723,
+        length=0.613,
+        sentence_coverage=0.529,
+        coverage_gap=0.714,
+        position=-0.958,
+        year=-0.122,
+        full_date=-0.197,
+        demonym=0.356,
+        quoted=0.743,
+        title_overlap=1.598,
+        thing_noun=-1.176,
+        after_person_noun=-1.272,
+        window_terms=1.939,
+        in_parentheses=0.475,
+        in_list=-0.374,
+        holds_and=-0.662,
+        inside_quotes=0.07,
+        cue_before=0.228,
+        extreme_year=0.0,
+        type_match=0.273,
     ),
     "time": Weights(
-        bias=-2.408,
-        question_overlap=0.0,
-        near_question=2.347,
-        after_preposition=0.997,
-        after_agent=1.171,
-        after_of=0.842,
+        bias=-2.714,
+        question_overlap=0.394,
+        near_question=0.693,
+        after_preposition=1.015,
+        after_agent=0.144,
+        after_of=0.38,
         sentence_start=0.0,
         lone_opener=0.0,
         unit_match=0.0,
-        length=1.092,
-        sentence_coverage=0.072,
-        coverage_gap=2.148,
-        position=-0.212,
-        year=0.495,
-        full_date=-0.788,
+        length=1.049,
+        sentence_coverage=-0.11,
+        coverage_gap=2.538,
+        position=-0.288,
+        year=1.129,
+        full_date=-0.617,
         demonym=0.0,
         quoted=0.0,
+        title_overlap=-0.131,
+        thing_noun=0.0,
+        after_person_noun=-0.326,
+        window_terms=1.527,
+        in_parentheses=-0.527,
+        in_list=-0.56,
+        holds_and=0.0,
+        inside_quotes=-0.246,
+        cue_before=0.533,
+        extreme_year=0.503,
+        type_match=0.789,
     ),
     "number": Weights(
-        bias=-1.378,
-        question_overlap=-0.638,
-        near_question=2.177,
-        after_preposition=0.207,
-        after_agent=1.185,
-        after_of=0.476,
-        sentence_start=-0.056,
-        lone_opener=0.933,
-        unit_match=1.619,
-        length=-0.623,
-        sentence_coverage=0.563,
-        coverage_gap=1.52,
-        position=0.182,
-        year=-1.538,
+        bias=-2.052,
+        question_overlap=0.174,
+        near_question=1.324,
+        after_preposition=-0.98,
+        after_agent=1.062,
+        after_of=0.61,
+        sentence_start=0.634,
+        lone_opener=0.883,
+        unit_match=1.341,
+        length=-0.164,
+        sentence_coverage=-0.057,
+        coverage_gap=1.328,
+        position=0.854,
+        year=-1.68,
         full_date=0.0,
         demonym=0.0,
-        quoted=0.349,
+        quoted=0.0,
+        title_overlap=-0.821,
+        thing_noun=0.493,
+        after_person_noun=0.0,
+        window_terms=1.952,
+        in_parentheses=-1.284,
+        in_list=-1.31,
+        holds_and=0.0,
+        inside_quotes=-0.292,
+        cue_before=-0.106,
+        extreme_year=-0.093,
+        type_match=0.0,
     ),
 }
 # The rule whose phrases can answer each kind of question.
@@ -295,7 +414,8 @@ def candidate_phrases(text: str, start: int, end: int) -> list[Phrase]:
         if i + 1 >= len(toks):
             return False
         gap = text[toks[i][1] : toks[i + 1][0]].strip()
-        dotted = gap == "." and "." in text[toks[i][0] : toks[i][1]]  # "U.S. President"
+        word = text[toks[i][0] : toks[i][1]]
+        dotted = gap == "." and ("." in word or word.lower() in TITLE_ABBREVIATIONS)  # "U.S. President", "Dr. X"
         return not gap or dotted or (comma and gap == ",")
 
     def add(i: int, j: int, rule: str) -> None:
@@ -361,12 +481,28 @@ def candidate_phrases(text: str, start: int, end: int) -> list[Phrase]:
         # A lone capitalised opener that is no name: "Meanwhile, ...", "Officially ...".
         is_opener = first == j == 0 and (lower[0].endswith("ly") or text[toks[0][1] : toks[0][1] + 1] == ",")
         if not (is_opener or (first == j and lower[first] in QUERY_STOPWORDS)):
-            add(first, min(j, first + MAX_NAME_TOKENS - 1), "name")
+            last = min(j, first + MAX_NAME_TOKENS - 1)
+            add(first, last, "name")
+            # A list of names is also each name alone: "Lata Mangeshkar and Asha Bhosle".
+            joins = [k for k in range(first + 1, last) if lower[k] in {"and", "&"}]
+            for a, b in zip([first - 1, *joins], [*joins, last + 1], strict=True) if joins else ():
+                if a + 1 < b:
+                    add(a + 1, b - 1, "name")
         i = j + 1
     return out
 
 
-def _trim(phrase: Phrase, view: SentenceView, question_terms: set[str], type_terms: set[str]) -> Phrase | None:
+@dataclass(frozen=True)
+class Asked:
+    """What the question says, computed once for all its candidates (sets of stems, or of cue keys)."""
+
+    terms: set[str]  # its content words
+    units: set[str]  # the noun a number question counts ("how many officers")
+    types: set[str]  # the noun naming what is asked for ("which airport")
+    cues: set[str]  # its words' cue keys (see cue)
+
+
+def _trim(phrase: Phrase, view: SentenceView, asked: Asked) -> Phrase | None:
     """The phrase without leading or trailing words the question already says; None when nothing is left.
 
     A name may end in the noun the question asks for: "which airport" is answered by "Jomo Kenyatta Airport".
@@ -375,10 +511,12 @@ def _trim(phrase: Phrase, view: SentenceView, question_terms: set[str], type_ter
 
     def known(i: int) -> bool:
         stems = view.stems[i]
-        if i == last and i > first and stems and set(stems) <= type_terms:
+        if i == last and i > first and stems and set(stems) <= asked.types:
             return False
-        word = view.words[i].lower()
-        return not stems or all(s in question_terms for s in stems) or word in NAME_JOINERS or word in QUERY_STOPWORDS
+        word = view.words[i]
+        # A capitalised stop word inside a phrase is part of it: "May 18, 2018", "Will Smith".
+        stop = word.lower() in QUERY_STOPWORDS and not word[0].isupper()
+        return not stems or all(s in asked.terms for s in stems) or word.lower() in NAME_JOINERS or stop
 
     while first <= last and known(first):
         first += 1
@@ -397,27 +535,65 @@ class SentenceView:
     toks: list[tuple[int, int]]
     words: list[str]
     stems: list[list[str]]
+    title: frozenset[str]  # stems of the chunk's title: the subject the question names, rarely its answer
     coverage: float  # share of the question's content terms the sentence holds
     best_coverage: float  # the most any cited sentence holds
 
 
-def phrase_features(
-    phrase: Phrase, kind: Kind, view: SentenceView, question_terms: set[str], unit_terms: set[str]
-) -> dict[str, float]:
-    """The features the model weighs for one candidate phrase of a sentence."""
+def cue(word: str) -> str:
+    """A word's cue key: irregular forms mapped to their base, then its first CUE_PREFIX letters."""
+    word = word.lower()
+    return CUE_FORMS.get(word, word)[:CUE_PREFIX]
+
+
+def cue_keys(question: str) -> set[str]:
+    """The cue keys of the question's content words ('who sang ...' -> {'sing', ...})."""
+    return {cue(w) for w in re.findall(r"[a-z]+", question.lower()) if w not in QUERY_STOPWORDS and len(w) > 2}
+
+
+def year_of(view: SentenceView, phrase: Phrase) -> int | None:
+    """The year a time phrase names ('May 18, 2018' -> 2018), None for none."""
+    for word in reversed(view.words[phrase.first : phrase.last + 1]):
+        if len(word) == 4 and _is_year(word):
+            return int(word)
+    return None
+
+
+def wanted_year(question: str, years: Sequence[int]) -> int | None:
+    """The latest year for 'when was the last ...', the earliest for 'when was the first ...'; else None."""
+    if not years:
+        return None
+    if LATEST.search(question):
+        return max(years)
+    return min(years) if EARLIEST.search(question) else None
+
+
+def phrase_features(phrase: Phrase, kind: Kind, view: SentenceView, asked: Asked) -> dict[str, float]:
+    """The features the model weighs for one candidate phrase of a sentence (all but extreme_year)."""
     own = [s for i in range(phrase.first, phrase.last + 1) for s in view.stems[i]]
-    overlap = sum(s in question_terms for s in own) / max(len(own), 1)
+    overlap = sum(s in asked.terms for s in own) / max(len(own), 1)
     near = [
         phrase.first - i if i < phrase.first else i - phrase.last
         for i, held in enumerate(view.stems)
-        if not phrase.first <= i <= phrase.last and any(s in question_terms for s in held)
+        if not phrase.first <= i <= phrase.last and any(s in asked.terms for s in held)
     ]
     before = view.words[phrase.first - 1].lower() if phrase.first > 0 else ""
     preps = TIME_PREPOSITIONS if kind in ("time", "number") else PLACE_PREPOSITIONS
     after = view.stems[phrase.last + 1 : phrase.last + 4]
-    unit = any(s in unit_terms for held in after for s in held) or any(s in unit_terms for s in own)
+    unit = any(s in asked.units for held in after for s in held) or any(s in asked.units for s in own)
     words = view.words[phrase.first : phrase.last + 1]
     opening = view.toks[phrase.first][0]
+    window = {
+        s
+        for i in [
+            *range(max(phrase.first - WINDOW, 0), phrase.first),
+            *range(phrase.last + 1, phrase.last + 1 + WINDOW),
+        ]
+        if i < len(view.stems)
+        for s in view.stems[i]
+    }
+    type_match = bool(view.stems[phrase.last]) and set(view.stems[phrase.last]) <= asked.types
+    after_word = view.words[phrase.last + 1].lower() if phrase.last + 1 < len(view.words) else ""
     return {
         "question_overlap": overlap,
         "near_question": 1.0 / (1.0 + min(near)) if near else 0.0,
@@ -435,6 +611,18 @@ def phrase_features(
         "full_date": float(any(w.lower() in MONTHS for w in words)),
         "demonym": float(len(words) == 1 and bool(DEMONYM.fullmatch(words[0]))),
         "quoted": float(opening > 0 and view.text[opening - 1] in QUOTES),
+        "inside_quotes": float(sum(view.text[view.toks[0][0] : opening].count(q) for q in '"“”') % 2 == 1),
+        "cue_before": float(
+            any(cue(w) in asked.cues for w in view.words[max(phrase.first - CUE_WINDOW, 0) : phrase.first])
+        ),
+        "title_overlap": sum(s in view.title for s in own) / max(len(own), 1),
+        "thing_noun": float(view.words[phrase.last].lower() in THING_NOUNS and not type_match),
+        "type_match": float(type_match),  # "Jomo Kenyatta International Airport" for "which airport"
+        "after_person_noun": float(before in PERSON_NOUNS),
+        "window_terms": len(window & asked.terms) / max(len(asked.terms), 1),
+        "in_parentheses": float(opening > 0 and view.text[opening - 1] == "("),
+        "in_list": float(before in {"and", "&"} or after_word in {"and", "&"}),
+        "holds_and": float(any(w.lower() in {"and", "&"} for w in words)),
     }
 
 
@@ -469,8 +657,7 @@ def score_candidates(
 ) -> list[Scored]:
     """Every candidate phrase of the (n, chunk, local start, local end) sentences, scored, best first."""
     question_terms = set(tokenize(question, drop=QUERY_STOPWORDS))
-    unit_terms = unit_terms_of(question)
-    type_terms = answer_type_terms(question)
+    asked = Asked(question_terms, unit_terms_of(question), answer_type_terms(question), cue_keys(question))
     views = []
     for n, chunk, start, end in sentences:
         toks = _tokens(chunk.text, start, end)
@@ -479,17 +666,23 @@ def score_candidates(
         held = {s for ws in stems for s in ws}
         views.append((n, chunk, start, end, chunk.text, toks, words, stems, len(question_terms & held)))
     most = max((v[-1] for v in views), default=0) / max(len(question_terms), 1)
-    out = []
+    found_phrases = []
     for n, chunk, start, end, text, toks, words, stems, found in views:
-        view = SentenceView(text, toks, words, stems, found / max(len(question_terms), 1), most)
+        title = frozenset(tokenize(chunk.title.replace("_", " ")))
+        view = SentenceView(text, toks, words, stems, title, found / max(len(question_terms), 1), most)
         for raw in candidate_phrases(chunk.text, start, end):
             if raw.rule not in KIND_RULES[kind]:
                 continue
-            phrase = _trim(raw, view, question_terms, type_terms)
-            if phrase is None:
-                continue
-            features = phrase_features(phrase, kind, view, question_terms, unit_terms)
-            out.append(Scored(chunk, n, phrase, features, probability(features, weights[kind])))
+            phrase = _trim(raw, view, asked)
+            if phrase is not None:
+                found_phrases.append((n, chunk, view, phrase))
+    years = [y for *_, view, phrase in found_phrases if (y := year_of(view, phrase)) is not None]
+    extreme = wanted_year(question, years)
+    out = []
+    for n, chunk, view, phrase in found_phrases:
+        features = phrase_features(phrase, kind, view, asked)
+        features["extreme_year"] = float(extreme is not None and year_of(view, phrase) == extreme)
+        out.append(Scored(chunk, n, phrase, features, probability(features, weights[kind])))
     unique = {(s.chunk.source, s.chunk.start + s.phrase.start, s.chunk.start + s.phrase.end): s for s in out}
     return sorted(unique.values(), key=lambda s: -s.score)
 
