@@ -152,13 +152,13 @@ def fit(examples: Sequence[Example], *, c: float) -> dict[Kind, Weights]:
     return out
 
 
-def replay(nq: Path, home: Path, *, seed: int, withhold: float) -> dict[str, float]:
-    """Short-answer numbers on the NQ-open dev half from the answer's own chosen sentences, as `ask` cites them.
+def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, sample: int | None) -> dict[str, float]:
+    """Short-answer numbers on an NQ-open half (or a seeded sample of it) from the answer's own chosen sentences.
 
     Retrieval is `python -m evals.fit answer`'s (cached under RAG_HOME/evals/fit-answer, keyed by the collection's
     revision; home holds the collection); the answer step and the short answer are replayed with this tree's code.
     `f1` is as `rag eval` counts it (0 when no short answer is given); `gold_in_chosen` is the share whose chosen
-    sentences hold a gold answer, `f1_given_gold` the F1 over those, and `ceiling` the best candidate's F1.
+    sentences hold a gold answer, `f1_given_gold` the F1 over those, and `ceiling_given_gold` their best candidate's F1.
     """
     from evals.fit.answer import MAX_SENTENCES, nq_records
     from rag.answer import RELEVANCE_COLUMNS, AnswerModel, logistic, read_evidence
@@ -166,7 +166,9 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float) -> dict[str, flo
     from rag.types import Citation
 
     args = argparse.Namespace(nq=nq, nq_withhold=withhold, nq_seed=seed, nq_home=home)
-    records = [r for r in nq_records(args, "dev", None) if r.item.answerable and asks_for_short_answer(r.item.question)]
+    records = [
+        r for r in nq_records(args, split, sample) if r.item.answerable and asks_for_short_answer(r.item.question)
+    ]
     model, abstain = AnswerModel(), Settings().abstain_threshold
     f1 = em = held = f1_held = best = 0.0
     for record in records:
@@ -207,10 +209,14 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument(
         "--nq-home", type=Path, help="Only replay the answer step on the NQ-open dev half indexed in this RAG_HOME."
     )
+    parser.add_argument("--nq-test-sample", type=int, help="--nq-home: REPORT on a sample of the test half instead.")
     args = parser.parse_args(argv)
     if args.nq_home:
-        numbers = replay(args.nq, args.nq_home, seed=args.seed, withhold=args.withhold)
-        print(f"NQ-open dev half, chosen sentences: {numbers}")
+        split = "test" if args.nq_test_sample else "dev"
+        numbers = replay(
+            args.nq, args.nq_home, seed=args.seed, withhold=args.withhold, split=split, sample=args.nq_test_sample
+        )
+        print(f"NQ-open {split} half, chosen sentences: {numbers}")
         return
     squad, nq = list(squad_examples(args.squad)), list(nq_examples(args.nq, seed=args.seed))
     # Fit on even positions, check on odd ones, so the reported numbers are not the fit's own data.
