@@ -257,6 +257,10 @@ def test_a_capitalised_stop_word_stays_in_its_phrase():
         {"c2": SONG_CHUNK},
     )
     assert found is not None and found.text == "May 18, 2012"  # "May" is a stop word of questions
+    text = "The film starred Will Smith."
+    chunk = Chunk(id="c3", source="f.md", title="F", start=0, end=len(text), text=text)
+    found, _ = find_short_answer("who starred in the film", [Citation.of_span(1, chunk, 0, len(text))], {"c3": chunk})
+    assert found is not None and found.text == "Will Smith"  # was "Smith"
 
 
 def test_the_questions_verb_just_before_a_name_is_a_cue():
