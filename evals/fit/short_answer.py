@@ -6,7 +6,8 @@ Each question that asks for a short answer (rag.short_answer.asks_for_short_answ
 (the one holding the answer) and its neighbours, as the answer step would cite them. Every candidate phrase of
 those sentences is labelled 1 when it is the best-F1 candidate of its question with F1 >= 0.5. A logistic
 regression over the phrase features is fitted on one half of the questions and checked on the other; the printed
-Weights(...) is what rag/short_answer.py holds. NQ-open test questions are never read.
+Weights(...) is what rag/short_answer.py holds. NQ-open test questions are never fitted on; only
+`--nq-home ... --nq-test-sample N` reads them, to report.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from evals.dataset import QAItem
 from evals.metrics import best_f1, contains_answer
 from evals.nq import load_nq_open
 from rag.settings import Settings
@@ -72,12 +72,6 @@ def squad_examples(path: Path) -> Iterator[Example]:
                 example = _example(qa["question"], answers, article["title"], para["context"], at, "squad")
                 if example:
                     yield example
-
-
-def nq_dev_items(path: Path, *, seed: int = 0) -> list[QAItem]:
-    """The NQ-open dev half (every passage kept, so every question answerable) that asks for a short answer."""
-    items = load_nq_open(path, split="dev", withhold=0.0, seed=seed).items
-    return [item for item in items if asks_for_short_answer(item.question)]
 
 
 def nq_examples(path: Path, *, seed: int = 0) -> Iterator[Example]:
