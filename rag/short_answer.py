@@ -11,11 +11,12 @@ seconds of loading and milliseconds a sentence. The answer step also scores ever
 
 Replayed on the NQ-open dev half (withhold 0.2) from the answer's own chosen sentences (`python -m evals.fit
 short_answer --nq-home HOME`), short-answer F1 as `rag eval` counts it is 0.453 (0.428 before the second refit,
-same run), and 0.456 on a 300-question sample of the test half (0.425 before). Where the rest is lost: the chosen sentences miss the gold answer for 24% of these questions (the
-answer step's part); where they hold it, the pick scores 0.589 against 0.868 for a perfect pick among these
-candidates. A quarter of NQ's questions (316 of 1,328 dev) ask for no kind this module knows ("what is the song in
-red dead redemption"): their answers are mostly common nouns or titles, a candidate covers only 0.40 of them and the
-entity model picks 0.27 given the gold sentence, so they get no short answer.
+same run), and 0.456 on a 300-question sample of the test half (0.425 before). Where the rest is lost: the chosen
+sentences miss the gold answer for 24% of these questions (the answer step's part); where they hold it, the pick
+scores 0.589 against 0.868 for a perfect pick among these candidates. A quarter of NQ's questions (316 of 1,328 dev)
+ask for no kind this module knows ("what is the song in red dead redemption"): their answers are mostly common nouns
+or titles, a candidate covers only 0.40 of them and the entity model picks 0.27 given the gold sentence, so they get
+no short answer.
 """
 
 from __future__ import annotations
