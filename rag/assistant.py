@@ -18,7 +18,7 @@ from rag.condense import answer_quotes, condense_question
 from rag.dates import iso, parse_iso, require_date
 from rag.embeddings import LocalEmbeddings, make_embeddings
 from rag.llm import describe_llm, make_llm
-from rag.overview import is_corpus_question, overview_answer
+from rag.overview import MAX_LISTED, is_corpus_question, overview_answer
 from rag.prompts import ABSTAIN, STALE_CITATIONS
 from rag.retrieve import CorpusRetriever, HybridSearch, Method, split_where
 from rag.settings import AnswerMode, Settings
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
 WORD = re.compile(r"\S+\s*")
+# Chunks quoted by the previous answer that a follow-up keeps as context.
+EARLIER_CHUNKS = 3
 
 
 def with_as_of(where: dict[str, str] | None, as_of: date | None) -> dict[str, str] | None:
@@ -252,11 +254,16 @@ class Assistant:
         if not history:
             return []
         quotes = answer_quotes(history[-1][1])
-        found = [c for c in index.chunks if c.id not in exclude and any(q in c.text for q in quotes)]
+        found = [
+            c
+            for c in self.store.chunks_containing(quotes, limit=EARLIER_CHUNKS + len(exclude))
+            if c.id not in exclude and c.id in index.position
+        ]
         rank = self.settings.k + 1
         # Ranked after every retrieved candidate: they are context carried over, not found for this question.
         return [
-            Candidate(chunk=c, rank=rank + i, fused_rank=rank + i, fused_score=0.0) for i, c in enumerate(found[:3])
+            Candidate(chunk=c, rank=rank + i, fused_rank=rank + i, fused_score=0.0)
+            for i, c in enumerate(found[:EARLIER_CHUNKS])
         ]
 
     def verified(self, extraction: Extraction, chunks: dict[str, Chunk]) -> Extraction:
@@ -275,12 +282,10 @@ class Assistant:
 
     def answer_about_corpus(self, question: str, started: float) -> Answer:
         """Answer 'what documents do you have?' from the document list, citing each document's opening."""
-        index = self.search.bm25()
-        first: dict[str, Chunk] = {}
-        for chunk in index.chunks:
-            if chunk.source not in first or chunk.start < first[chunk.source].start:
-                first[chunk.source] = chunk
-        text, citations = overview_answer(self.documents(), first)
+        openings = self.search.bm25().openings
+        documents = self.documents()
+        listed = [openings[d.source] for d in documents[:MAX_LISTED] if d.source in openings]
+        text, citations = overview_answer(documents, {c.source: c for c in self.store.get_chunks(listed)})
         return Answer(
             text=text,
             citations=tuple(citations),

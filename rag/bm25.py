@@ -11,19 +11,26 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.store import Store, chunk_from_record, chunk_to_metadata, one_line
+import numpy as np
+
+from rag.dates import chunk_date
+from rag.store import Store, one_line
 from rag.types import Chunk
 
 if TYPE_CHECKING:
     import bm25s
 
 log = logging.getLogger(__name__)
+
+# The saved index's chunk ids, dates and openings, beside bm25s' own files.
+CHUNKS_FILE = "chunks.json"
 
 # Words that shape a question but say nothing about its topic; bm25s' own English list has only 33 words.
 QUERY_STOPWORDS = frozenset(
@@ -129,7 +136,7 @@ def sentence_terms(text: str, spans: tuple[tuple[int, int], ...]) -> tuple[froze
 
 def term_weights(terms: Sequence[str], index: BM25Index) -> dict[str, float]:
     """IDF of each query term in the collection; a term the collection never uses weighs the most."""
-    n = max(len(index.chunks), 1)
+    n = max(len(index.ids), 1)
     weights = {}
     for term in dict.fromkeys(terms):
         df = index.document_frequency(term)
@@ -145,28 +152,47 @@ def coverage(weights: dict[str, float], found: frozenset[str] | set[str]) -> flo
 
 @dataclass
 class BM25Index:
-    """A bm25s retriever plus the chunks it ranks, tagged with the collection revision it was built from."""
+    """A bm25s retriever over the collection's chunks, tagged with the collection revision it was built from.
+
+    It holds only what ranking needs: the chunk ids in the retriever's order, each chunk's document date and each
+    document's opening chunk. Texts and metadata stay in the store, fetched for the top candidates only.
+    """
 
     retriever: bm25s.BM25 | None
-    chunks: list[Chunk]
+    ids: list[str]
     revision: str
-    by_id: dict[str, Chunk] = field(init=False, repr=False)
+    days: np.ndarray  # date.toordinal() of each chunk's document date, 0 when undated
+    openings: dict[str, str]  # source -> id of the document's first chunk (the lowest start)
+    position: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.by_id = {c.id: c for c in self.chunks}
+        self.position = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
 
     @classmethod
-    def build(cls, chunks: list[Chunk], revision: str) -> BM25Index:
-        """Index these chunks."""
+    def build(cls, chunks: Iterable[Chunk], revision: str) -> BM25Index:
+        """Index these chunks, reading them one at a time: their texts are never all in memory at once."""
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)
-        if not chunks:
-            return cls(None, [], revision)
-        retriever = bm25s.BM25()
-        corpus_tokens = [tokenize(index_text(c), drop=DOC_STOPWORDS) for c in chunks]
-        retriever.index(corpus_tokens, show_progress=False)
-        return cls(retriever, chunks, revision)
+        vocab: dict[str, int] = {}
+        token_ids: list[array[int]] = []  # 4 bytes a token, against 8 for a list's pointer
+        ids: list[str] = []
+        days = array("i")
+        openings: dict[str, tuple[int, str]] = {}
+        for chunk in chunks:
+            ids.append(chunk.id)
+            day = chunk_date(chunk.metadata)
+            days.append(day.toordinal() if day else 0)
+            if chunk.source not in openings or chunk.start < openings[chunk.source][0]:
+                openings[chunk.source] = (chunk.start, chunk.id)
+            terms = tokenize(index_text(chunk), drop=DOC_STOPWORDS)
+            token_ids.append(array("i", [vocab.setdefault(term, len(vocab)) for term in terms]))
+        retriever = None
+        if ids:
+            retriever = bm25s.BM25()
+            retriever.index((token_ids, vocab), show_progress=False)
+        first = {source: chunk_id for source, (_, chunk_id) in openings.items()}
+        return cls(retriever, ids, revision, np.asarray(days, dtype=np.int32), first)
 
     def document_frequency(self, term: str) -> int:
         """How many chunks contain a (stemmed) term."""
@@ -176,8 +202,8 @@ class BM25Index:
         indptr = self.retriever.scores["indptr"]
         return int(indptr[token_id + 1] - indptr[token_id])
 
-    def search(self, query: str, n: int) -> list[tuple[Chunk, float]]:
-        """The top n chunks with a positive BM25 score for the query."""
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        """The ids of the top n chunks with a positive BM25 score for the query, with their scores."""
         tokens = tokenize(query, drop=QUERY_STOPWORDS)
         if self.retriever is None or not tokens:
             return []
@@ -185,9 +211,15 @@ class BM25Index:
         tokens = [t for t in tokens if t in vocab]
         if not tokens:
             return []
-        top = min(n, len(self.chunks))
+        top = min(n, len(self.ids))
         indices, scores = self.retriever.retrieve([tokens], k=top, show_progress=False, n_threads=1)
-        return [(self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0]
+        return [(self.ids[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if float(s) > 0.0]
+
+    def mask(self, chunk_ids: Iterable[str]) -> np.ndarray:
+        """A boolean array over the index marking these chunks (ids it does not hold are ignored)."""
+        keep = np.zeros(len(self.ids), dtype=bool)
+        keep[[i for chunk_id in chunk_ids if (i := self.position.get(chunk_id)) is not None]] = True
+        return keep
 
     def save(self, folder: Path) -> None:
         """Write atomically: a half-written index must never be loaded, and two processes may save at once."""
@@ -196,9 +228,8 @@ class BM25Index:
         try:
             if self.retriever is not None:
                 self.retriever.save(str(tmp / "bm25"), show_progress=False)
-            with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as out:
-                for c in self.chunks:
-                    out.write(json.dumps([c.id, c.text, chunk_to_metadata(c)], ensure_ascii=False) + "\n")
+            listing = {"ids": self.ids, "days": self.days.tolist(), "openings": self.openings}
+            (tmp / CHUNKS_FILE).write_text(json.dumps(listing, ensure_ascii=False), encoding="utf-8")
             (tmp / "revision").write_text(self.revision, encoding="utf-8")
             # rename() cannot replace a non-empty folder: move the old one aside first. If another process
             # wins the race, its index (checked by revision on load) stands and this one is dropped.
@@ -213,17 +244,23 @@ class BM25Index:
 
     @classmethod
     def load(cls, folder: Path) -> BM25Index | None:
-        """Read a saved index, or None when there is none; raises when it is damaged (see load_bm25)."""
+        """Read a saved index, or None when there is none; raises when it is damaged (see load_bm25).
+
+        A folder in an older format (without CHUNKS_FILE) counts as none: it is rebuilt.
+        """
         import bm25s
 
-        if not folder.exists():
+        if not (folder / CHUNKS_FILE).exists():
             return None
-        with (folder / "chunks.jsonl").open(encoding="utf-8") as lines:
-            chunks = [chunk_from_record(*json.loads(line)) for line in lines]
-        retriever = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if chunks else None
-        if retriever is not None and int(retriever.scores["num_docs"]) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks for {retriever.scores['num_docs']} indexed documents")
-        return cls(retriever, chunks, (folder / "revision").read_text(encoding="utf-8"))
+        listing = json.loads((folder / CHUNKS_FILE).read_text(encoding="utf-8"))
+        ids, days = listing["ids"], np.asarray(listing["days"], dtype=np.int32)
+        retriever = bm25s.BM25.load(str(folder / "bm25"), show_progress=False) if ids else None
+        if retriever is not None and int(retriever.scores["num_docs"]) != len(ids):
+            raise ValueError(f"{len(ids)} chunks for {retriever.scores['num_docs']} indexed documents")
+        if len(days) != len(ids):
+            raise ValueError(f"{len(days)} dates for {len(ids)} chunks")
+        revision = (folder / "revision").read_text(encoding="utf-8")
+        return cls(retriever, ids, revision, days, dict(listing["openings"]))
 
 
 # Snapshots by index folder. A question reads one without any lock; a rebuild swaps in the next one when done.
@@ -259,7 +296,7 @@ def load_bm25(store: Store, *, revision: str | None = None, wait: bool = True) -
     if cached is not None and cached.revision == current:
         return cached
     # A collection with no revision is gone or new: its stale snapshot must not answer for it.
-    if not wait and cached is not None and cached.chunks and current:
+    if not wait and cached is not None and cached.ids and current:
         rebuild_in_background(store, folder, current)
         return cached
     return rebuild(store, folder, current)
@@ -280,7 +317,7 @@ def rebuild(store: Store, folder: Path, current: str) -> BM25Index:
             loaded = None
         if loaded is None or loaded.revision != current:
             log.info("rebuilding BM25 index folder=%s revision=%s", folder, current)
-            loaded = BM25Index.build(list(store.iter_chunks()), current)
+            loaded = BM25Index.build(store.iter_chunks(), current)
             loaded.save(folder)
         _cache[folder] = loaded
         return loaded

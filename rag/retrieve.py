@@ -19,14 +19,15 @@ from pydantic import ConfigDict
 from rag.bm25 import QUERY_STOPWORDS, BM25Index, coverage, load_bm25, sentence_terms, term_weights, tokenize
 from rag.dates import DateScope, TimeWindow, chunk_date, require_date, resolve_as_of, time_window
 from rag.store import Store, chunk_to_metadata
-from rag.types import Candidate, Chunk, IndexNotFound
+from rag.types import Candidate, IndexNotFound
 
 if TYPE_CHECKING:
     from rag.embeddings import LocalEmbeddings
     from rag.settings import Settings
 
 Method = Literal["hybrid", "bm25", "vector"]
-Ranking = list[tuple[Chunk, float]]
+Ranking = list[tuple[str, float]]
+"""Chunk ids, best first, with a retriever's scores; texts are fetched only for the fused candidates."""
 Features = tuple[float, float, float]
 """A candidate's re-ranking evidence: (BM25 / best BM25, best sentence cosine, best cosine + term coverage)."""
 # Sentences fetched per wanted chunk: a good chunk usually has several sentences near the query.
@@ -80,20 +81,16 @@ def chroma_where(where: dict[str, str] | None) -> dict[str, Any] | None:
 
 @dataclass
 class ChunkDates:
-    """The document date of every chunk of one BM25 snapshot (in its order), and the collection's date range."""
+    """The document date of every chunk of one BM25 snapshot (in its order), and the collection's newest."""
 
-    of: dict[str, date | None]
     ordinals: np.ndarray = field(repr=False)  # date.toordinal() per chunk, 0 when undated
-    oldest: date | None = None
     newest: date | None = None
 
     @classmethod
-    def of_chunks(cls, chunks: Sequence[Chunk]) -> ChunkDates:
-        """Read each chunk's date from its metadata."""
-        of = {c.id: chunk_date(c.metadata) for c in chunks}
-        ordinals = np.array([d.toordinal() if (d := of[c.id]) else 0 for c in chunks], dtype=np.int64)
-        known = [d for d in of.values() if d is not None]
-        return cls(of, ordinals, min(known, default=None), max(known, default=None))
+    def of_index(cls, index: BM25Index) -> ChunkDates:
+        """The snapshot's dates."""
+        newest = int(index.days.max(initial=0))
+        return cls(index.days, date.fromordinal(newest) if newest else None)
 
     def visible(self, scope: DateScope) -> np.ndarray:
         """Which chunks the scope lets a question see (see DateScope.is_visible), as a boolean array."""
@@ -128,34 +125,24 @@ def masked_bm25(index: BM25Index, query: str, keep: np.ndarray, n: int) -> Ranki
         return []
     top = np.argpartition(-scores, n - 1)[:n]
     top = top[np.argsort(-scores[top], kind="stable")]
-    return [(index.chunks[i], float(scores[i])) for i in top.tolist()]
+    return [(index.ids[i], float(scores[i])) for i in top.tolist()]
 
 
-def matches(chunk: Chunk, where: dict[str, str] | None) -> bool:
-    """True when the chunk satisfies every equality filter."""
-    if not where:
-        return True
-    fields = chunk_to_metadata(chunk)
-    return all(str(fields.get(key)) == value for key, value in where.items())
+def fuse(rankings: dict[str, Ranking], weights: dict[str, float], *, rrf_k: int) -> list[tuple[str, float, dict]]:
+    """Weighted reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the rankings.
 
-
-def fuse(rankings: dict[str, Ranking], weights: dict[str, float], *, rrf_k: int) -> list[Candidate]:
-    """Weighted reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the rankings."""
-    chunks: dict[str, Chunk] = {}
+    Returns (chunk id, fused score, each ranking's rank and score), best first.
+    """
     fused: dict[str, float] = {}
     detail: dict[str, dict[str, Any]] = {}
     for name, ranking in rankings.items():
-        for rank, (chunk, score) in enumerate(ranking, start=1):
-            chunks[chunk.id] = chunk
-            fused[chunk.id] = fused.get(chunk.id, 0.0) + weights.get(name, 1.0) / (rrf_k + rank)
-            detail.setdefault(chunk.id, {})[f"{name}_rank"] = rank
-            detail[chunk.id][f"{name}_score"] = score
+        for rank, (chunk_id, score) in enumerate(ranking, start=1):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weights.get(name, 1.0) / (rrf_k + rank)
+            detail.setdefault(chunk_id, {})[f"{name}_rank"] = rank
+            detail[chunk_id][f"{name}_score"] = score
     # Ties (same fused score) keep BM25's order first, then the vector order, via the stable sort.
     order = sorted(fused, key=lambda cid: -fused[cid])
-    return [
-        Candidate(chunk=chunks[cid], rank=i, fused_rank=i, fused_score=fused[cid], **detail[cid])
-        for i, cid in enumerate(order, start=1)
-    ]
+    return [(cid, fused[cid], detail[cid]) for cid in order]
 
 
 class HybridSearch:
@@ -172,7 +159,7 @@ class HybridSearch:
         """The chunk dates of the current BM25 snapshot (read once per snapshot)."""
         index = self.bm25()
         if self._dates is None or self._dates[0] is not index:
-            self._dates = (index, ChunkDates.of_chunks(index.chunks))
+            self._dates = (index, ChunkDates.of_index(index))
         return self._dates[1]
 
     def scope(self, query: str, where: dict[str, str] | None = None) -> DateScope:
@@ -188,7 +175,7 @@ class HybridSearch:
     def bm25(self) -> BM25Index:
         """The current BM25 index (inside search(), the one it pinned); raises IndexNotFound when it is empty."""
         index = getattr(self._pinned, "index", None) or load_bm25(self.store, wait=False)
-        if not index.chunks:
+        if not index.ids:
             raise IndexNotFound(self.settings.chroma_url or self.settings.home, self.settings.collection)
         return index
 
@@ -196,54 +183,40 @@ class HybridSearch:
         """The query's embedding (recent ones are cached: follow-ups and evals repeat them)."""
         return [float(x) for x in self.embeddings.encode_cached([query])[0]]
 
-    def bm25_ranking(
-        self, query: str, n: int, where: dict[str, str] | None = None, scope: DateScope | None = None
-    ) -> Ranking:
-        """Top n chunks by BM25, filtered by equality and, given a scope, by date."""
+    def bm25_ranking(self, query: str, n: int, keep: np.ndarray | None = None) -> Ranking:
+        """Top n chunks by BM25, among those `keep` marks (filters and date scope) when given."""
         index = self.bm25()
-        if not where and scope is None:
-            return index.search(query, n)
-        if not where and scope is not None:
-            return masked_bm25(index, query, self.dates().visible(scope), n)
-        # Equality filters are rare and corpora small enough to rank everything, then keep the matching chunks.
-        dates = self.dates().of
-        return [
-            (c, s)
-            for c, s in index.search(query, len(index.chunks))
-            if matches(c, where) and (scope is None or scope.is_visible(dates[c.id]))
-        ][:n]
+        return index.search(query, n) if keep is None else masked_bm25(index, query, keep, n)
 
     def vector_ranking(
-        self, query: str, n: int, where: dict[str, str] | None = None, scope: DateScope | None = None
+        self, query: str, n: int, where: dict[str, str] | None = None, keep: np.ndarray | None = None
     ) -> Ranking:
-        """Top n chunks by their best sentence's cosine similarity, filtered in Chroma (and by date, given a scope).
+        """Top n chunks by their best sentence's cosine similarity, among those `keep` marks when given.
 
-        Chroma's own filters cost far more than its search here (150 ms or more on 90,000 sentences), so a date
-        scope is applied after it: a few visible chunks are scored exactly from their stored sentence vectors,
-        many are found by asking Chroma for as many more sentences as the hidden share demands.
+        Chroma's own filters cost far more than its search here (150 ms or more on 90,000 sentences), so `keep` is
+        applied after it: a few visible chunks are scored exactly from their stored sentence vectors, many are found
+        by asking Chroma for as many more sentences as the hidden share demands (with `where`, its equality part).
         """
         index = self.bm25()
         wanted = n * SENTENCES_PER_CHUNK
-        allowed: set[str] | None = None
-        if scope is not None:
-            keep = self.dates().visible(scope)
-            visible = [index.chunks[i] for i in np.flatnonzero(keep).tolist() if matches(index.chunks[i], where)]
+        if keep is not None:
+            visible = np.flatnonzero(keep)
             if len(visible) <= EXACT_SCOPE_CHUNKS:
-                return self.exact_vector_ranking(query, visible, n)
-            allowed = {c.id for c in visible}
-            wanted = min(wanted * math.ceil(len(index.chunks) / len(visible)), MAX_SENTENCES_FETCHED)
+                return self.exact_vector_ranking(query, [index.ids[i] for i in visible.tolist()], n)
+            wanted = min(wanted * math.ceil(len(index.ids) / len(visible)), MAX_SENTENCES_FETCHED)
         found = self.store.query_sentences(self.query_vector(query), wanted, where=chroma_where(where))
         best: dict[str, float] = {}
         for chunk_id, similarity in found:  # nearest first, so the first hit of a chunk is its best sentence
-            if chunk_id not in best and chunk_id in index.by_id and (allowed is None or chunk_id in allowed):
+            at = index.position.get(chunk_id)
+            if chunk_id not in best and at is not None and (keep is None or keep[at]):
                 best[chunk_id] = similarity
-        return [(index.by_id[chunk_id], similarity) for chunk_id, similarity in list(best.items())[:n]]
+        return list(best.items())[:n]
 
-    def exact_vector_ranking(self, query: str, chunks: Sequence[Chunk], n: int) -> Ranking:
+    def exact_vector_ranking(self, query: str, chunk_ids: Sequence[str], n: int) -> Ranking:
         """Top n of these chunks by their best sentence's cosine, from the stored (cached) sentence vectors."""
-        stored = self.store.sentence_vectors([c.id for c in chunks])
+        stored = self.store.sentence_vectors(chunk_ids)
         vector = np.asarray(self.query_vector(query), dtype=np.float32)
-        scored = [(c, float((found.vectors @ vector).max())) for c in chunks if (found := stored.get(c.id)) is not None]
+        scored = [(i, float((found.vectors @ vector).max())) for i in chunk_ids if (found := stored.get(i)) is not None]
         return sorted(scored, key=lambda pair: -pair[1])[:n]
 
     def score_sentences(self, candidates: list[Candidate], vector: Sequence[float]) -> list[Candidate]:
@@ -283,12 +256,15 @@ class HybridSearch:
         boost: TimeWindow | None = None,
     ) -> list[Candidate]:
         """Order candidates by BM25 and their best sentences (see RerankWeights), plus the time window's boost."""
-        dates = self.dates().of if boost is not None else {}
         scored = [
             candidate.model_copy(
                 update={
                     "rerank_score": weights.score(features)
-                    + (self.settings.window_boost if boost and boost.contains(dates[candidate.chunk.id]) else 0.0)
+                    + (
+                        self.settings.window_boost
+                        if boost and boost.contains(chunk_date(candidate.chunk.metadata))
+                        else 0.0
+                    )
                 }
             )
             for candidate, features in self.rerank_features(query, candidates)
@@ -331,28 +307,39 @@ class HybridSearch:
         depth = max(k, self.settings.candidates)
         equality, _ = split_where(where)
         scope = scope or self.scope(query, where)
-        dates = self.dates()
-        hiding = scope if scope.hides_any(dates.newest) else None
+        index, dates = self.bm25(), self.dates()
+        # What the question may see, as a mask over the snapshot; None when it sees everything.
+        keep = dates.visible(scope) if scope.hides_any(dates.newest) else None
+        if equality:
+            matching = index.mask(self.store.chunk_ids(chroma_where(equality)))
+            keep = matching if keep is None else keep & matching
         window = scope.window if scope.window and dates.within(scope.window).any() else None
         rankings: dict[str, Ranking] = {}
         if method in ("hybrid", "bm25"):
-            rankings["bm25"] = self.bm25_ranking(query, depth, equality, hiding)
+            rankings["bm25"] = self.bm25_ranking(query, depth, keep)
             if window is not None:
                 in_window = dates.within(window) & dates.visible(scope)
-                rankings["window"] = [
-                    (c, s) for c, s in masked_bm25(self.bm25(), query, in_window, depth) if matches(c, equality)
-                ]
+                rankings["window"] = masked_bm25(index, query, in_window if keep is None else in_window & keep, depth)
         if method in ("hybrid", "vector"):
-            rankings["vector"] = self.vector_ranking(query, depth, equality, hiding)
+            rankings["vector"] = self.vector_ranking(query, depth, equality, keep)
         weights = {
             "bm25": self.settings.bm25_weight,
             "vector": self.settings.vector_weight,
             "window": self.settings.window_weight,
         }
-        fused = fuse(rankings, weights, rrf_k=self.settings.rrf_k)[:depth]
+        fused = self.candidates(fuse(rankings, weights, rrf_k=self.settings.rrf_k)[:depth])
         if method == "hybrid" and self.settings.rerank:
             fused = self.rerank(query, fused, boost=window)
         return fused[:k]
+
+    def candidates(self, fused: list[tuple[str, float, dict]]) -> list[Candidate]:
+        """The fused chunks as candidates, their texts fetched in one batch (a chunk deleted meanwhile drops out)."""
+        chunks = {c.id: c for c in self.store.get_chunks([chunk_id for chunk_id, *_ in fused])}
+        found = [(chunks[chunk_id], score, detail) for chunk_id, score, detail in fused if chunk_id in chunks]
+        return [
+            Candidate(chunk=chunk, rank=i, fused_rank=i, fused_score=score, **detail)
+            for i, (chunk, score, detail) in enumerate(found, start=1)
+        ]
 
 
 class CorpusRetriever(BaseRetriever):

@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -16,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -36,7 +35,7 @@ from rag.types import (
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
-    from chromadb.api.types import Metadata, Where
+    from chromadb.api.types import GetResult, Metadata, Where, WhereDocument
     from sqlalchemy import Table
     from sqlalchemy.engine import Connection, Engine
 
@@ -51,10 +50,10 @@ MAX_CHROMA_BATCH = 5461
 REVISION_KEY = "rag_revision"
 # Chunks whose sentence vectors stay in memory (about 8 KB each).
 SENTENCE_CACHE_CHUNKS = 20_000
+# Chunks whose text and metadata stay in memory (up to about 3 KB each): the candidates of recent questions.
+CHUNK_CACHE_CHUNKS = 2_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
-# Metadata values up to this long are interned (see shared).
-INTERN_CHARS = 256
 # Values per SQL statement: old SQLite builds allow 999 variables.
 SQL_BATCH = 500
 
@@ -65,6 +64,8 @@ LOW_ROOM_BYTES = 16 * 2**20
 OUT_OF_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+V = TypeVar("V")
 
 
 def make_client(settings: Settings) -> ClientAPI:
@@ -151,30 +152,60 @@ def chunk_to_metadata(chunk: Chunk) -> dict[str, str | int]:
     return meta
 
 
-def shared(value: Any) -> str:
-    """One string object per short repeated value (a source, a title, a date), interned.
-
-    A BM25 snapshot holds every chunk, and each chunk of a document would otherwise carry its own copies.
-    """
-    text = str(value)
-    return sys.intern(text) if len(text) <= INTERN_CHARS else text
-
-
 def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     """Rebuild a Chunk from a Chroma record."""
     page = meta.get("page")
     return Chunk(
         id=chunk_id,
-        source=shared(meta.get("source", "")),
-        title=shared(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
         start=int(meta.get("start", 0)),
         end=int(meta.get("end", len(text))),
         page=int(page) if page is not None else None,
         text=text,
-        metadata={
-            shared(k): chunk_id if v == chunk_id else shared(v) for k, v in meta.items() if k not in CHUNK_FIELDS
-        },
+        metadata={k: str(v) for k, v in meta.items() if k not in CHUNK_FIELDS},
     )
+
+
+def chunks_in(page: GetResult) -> list[Chunk]:
+    """The chunks of a Chroma get() that included documents and metadatas."""
+    return [
+        chunk_from_record(i, d or "", dict(m or {}))
+        for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+    ]
+
+
+class LRU(Generic[V]):
+    """The most recently used values by chunk id, safe across threads.
+
+    Chunk ids hash the chunk's content, so a cached value never goes stale; a deleted chunk's is dropped.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[str, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ids: Sequence[str]) -> dict[str, V]:
+        """The cached values of these ids."""
+        with self._lock:
+            found = {i: self._values[i] for i in ids if i in self._values}
+            for i in found:
+                self._values.move_to_end(i)
+        return found
+
+    def put(self, values: dict[str, V]) -> None:
+        """Remember these, forgetting the least recently used beyond the size."""
+        with self._lock:
+            self._values.update(values)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+
+    def drop(self, ids: Sequence[str]) -> None:
+        """Forget these ids."""
+        with self._lock:
+            for i in ids:
+                self._values.pop(i, None)
 
 
 class Store:
@@ -183,9 +214,8 @@ class Store:
     def __init__(self, settings: Settings, embeddings: LocalEmbeddings) -> None:
         self.settings = settings
         self.embeddings = embeddings
-        # Chunk ids hash the chunk's content, so a chunk's sentence vectors never change: cache them.
-        self._sentence_cache: OrderedDict[str, SentenceVectors] = OrderedDict()
-        self._sentence_lock = threading.Lock()
+        self._sentence_cache: LRU[SentenceVectors] = LRU(SENTENCE_CACHE_CHUNKS)
+        self._chunk_cache: LRU[Chunk] = LRU(CHUNK_CACHE_CHUNKS)
 
     @property
     def location(self) -> str:
@@ -298,19 +328,19 @@ class Store:
         while True:
             with self.translate_errors():
                 page = self.collection.get(include=["documents", "metadatas"], limit=page_size, offset=offset)
-            ids = page["ids"]
-            if not ids:
+            if not page["ids"]:
                 return
-            for chunk_id, text, meta in zip(ids, page["documents"] or [], page["metadatas"] or [], strict=True):
-                yield chunk_from_record(chunk_id, text or "", dict(meta or {}))
-            offset += len(ids)
+            yield from chunks_in(page)
+            offset += len(page["ids"])
 
-    def chunk_ids(self) -> set[str]:
-        """Every chunk id in the collection (ids only: cheap enough to check records against at start-up)."""
+    def chunk_ids(self, where: dict[str, Any] | None = None) -> set[str]:
+        """Every chunk id in the collection, or those whose metadata match a Chroma filter (ids only: cheap)."""
         found: set[str] = set()
         while True:
             with self.translate_errors():
-                page = self.collection.get(include=[], limit=MAX_CHROMA_BATCH, offset=len(found))
+                page = self.collection.get(
+                    where=cast("Where | None", where), include=[], limit=MAX_CHROMA_BATCH, offset=len(found)
+                )
             if not page["ids"]:
                 return found
             found.update(page["ids"])
@@ -327,30 +357,41 @@ class Store:
         return out
 
     def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
-        """The chunks with these ids, in the order given (missing ones are skipped)."""
-        if not ids:
-            return []
-        with self.translate_errors():
-            page = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
-        by_id = {
-            i: chunk_from_record(i, d or "", dict(m or {}))
-            for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
-        }
+        """The chunks with these ids, in the order given (missing ones are skipped; recent ones are cached)."""
+        by_id = self._chunk_cache.get(ids)
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            with self.translate_errors():
+                page = self.collection.get(ids=missing, include=["documents", "metadatas"])
+            fetched = {c.id: c for c in chunks_in(page)}
+            self._chunk_cache.put(fetched)
+            by_id |= fetched
         return [by_id[i] for i in ids if i in by_id]
+
+    def chunks_containing(self, texts: Sequence[str], limit: int) -> list[Chunk]:
+        """Up to `limit` chunks whose text contains any of these texts verbatim."""
+        if not texts:
+            return []
+        clauses = [{"$contains": text} for text in texts]
+        where_document = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        with self.translate_errors():
+            page = self.collection.get(
+                where_document=cast("WhereDocument", where_document), include=["documents", "metadatas"], limit=limit
+            )
+        return chunks_in(page)
 
     def chunks_of(self, source: str) -> list[Chunk]:
         """Every chunk of one source, in no particular order."""
         with self.translate_errors():
             page = self.collection.get(where={"source": source}, include=["documents", "metadatas"])
-        return [
-            chunk_from_record(i, d or "", dict(m or {}))
-            for i, d, m in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
-        ]
+        return chunks_in(page)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id, and their sentence vectors."""
         for i in range(0, len(ids), MAX_CHROMA_BATCH):
             part = list(ids[i : i + MAX_CHROMA_BATCH])
+            self._chunk_cache.drop(part)
+            self._sentence_cache.drop(part)
             with self.translate_errors():
                 self.collection.delete(ids=part)
                 self.sentences.delete(where=of_chunks(part))
@@ -371,10 +412,7 @@ class Store:
 
     def sentence_vectors(self, chunk_ids: Sequence[str]) -> dict[str, SentenceVectors]:
         """Each chunk's sentence spans (offsets into the chunk) and unit vectors, in text order."""
-        with self._sentence_lock:
-            out = {i: self._sentence_cache[i] for i in chunk_ids if i in self._sentence_cache}
-            for i in out:
-                self._sentence_cache.move_to_end(i)
+        out = self._sentence_cache.get(chunk_ids)
         missing = [i for i in chunk_ids if i not in out]
         if not missing:
             return out
@@ -391,10 +429,7 @@ class Store:
             fetched[chunk_id] = SentenceVectors(
                 [(start, end) for start, end, _ in found], np.asarray([v for *_, v in found], dtype=np.float32)
             )
-        with self._sentence_lock:
-            self._sentence_cache.update(fetched)
-            while len(self._sentence_cache) > SENTENCE_CACHE_CHUNKS:
-                self._sentence_cache.popitem(last=False)
+        self._sentence_cache.put(fetched)
         return out | fetched
 
     def documents(self) -> list[DocumentInfo]:

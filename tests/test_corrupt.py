@@ -51,7 +51,7 @@ def home(seeded_home: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("how", ["truncate", "garbage"])
 def test_damaged_bm25_index_is_rebuilt_from_the_collection(home: Path, how: str) -> None:
     folder = home / "bm25" / "local" / "corpus"
-    damage(folder / ("chunks.jsonl" if how == "truncate" else "bm25" / Path("data.csc.index.npy")), how)
+    damage(folder / ("chunks.json" if how == "truncate" else "bm25" / Path("data.csc.index.npy")), how)
     lines = assert_answers(home)
     assert len(lines) == 1 and lines[0].startswith("WARNING rag.bm25: BM25 index in "), lines
     assert "is unreadable" in lines[0] and "rebuilding it from the collection" in lines[0]
@@ -104,6 +104,6 @@ def test_concurrent_bm25_saves_leave_one_whole_index(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:  # the same race as two processes saving after two ingests
         list(pool.map(lambda rev: BM25Index.build(chunks, f"rev-{rev}").save(folder), range(16)))
     loaded = BM25Index.load(folder)
-    assert loaded is not None and loaded.revision.startswith("rev-") and len(loaded.chunks) == 50
-    assert [c.id for c, _ in loaded.search("project 62", 1)] == ["c2"]
+    assert loaded is not None and loaded.revision.startswith("rev-") and len(loaded.ids) == 50
+    assert [chunk_id for chunk_id, _ in loaded.search("project 62", 1)] == ["c2"]
     assert sorted(p.name for p in folder.parent.iterdir()) == ["corpus"], "no half-written folders left behind"

@@ -188,7 +188,8 @@ def test_prune_removes_chunks_of_deleted_files_only_under_the_given_paths(
     assert stored_chunks(store).keys() == expected_chunks(settings, docs).keys() | note_ids
     assert embeddings.embedded == []
     assert DocumentTexts(settings.home, settings.collection).get(gone) is None
-    assert not any("assembly" in chunk.text for chunk, _ in load_bm25(store).search("county assembly budget", 5))
+    hits = store.get_chunks([chunk_id for chunk_id, _ in load_bm25(store).search("county assembly budget", 5)])
+    assert not any("assembly" in chunk.text for chunk in hits)
 
 
 def test_remove_source_deletes_one_document(make_settings: MakeSettings, docs: Path) -> None:
@@ -209,7 +210,7 @@ def test_bm25_follows_the_collection(make_settings: MakeSettings, docs: Path) ->
     write_story(docs / "ferry.txt", ["A new ferry service links Mombasa and Zanzibar from June."])
     _, _, store = run_ingest(settings, [docs])
     hits = load_bm25(store).search("Zanzibar ferry", 5)
-    assert hits and "Zanzibar" in hits[0][0].text
+    assert hits and "Zanzibar" in store.get_chunks([hits[0][0]])[0].text
     saved = index_folder(store)
     assert (saved / "revision").read_text() == store.revision()
 
@@ -226,14 +227,14 @@ def test_missing_or_stale_bm25_folder_is_rebuilt_from_the_collection(
     (folder / "revision").write_text("stale-revision")
     rebuilt = load_bm25(store)
     assert rebuilt.revision == store.revision() == (folder / "revision").read_text()
-    assert len(rebuilt.chunks) == store.count()
+    assert len(rebuilt.ids) == store.count()
 
     monkeypatch.setattr(rag.bm25, "_cache", {})
     for path in sorted(folder.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     folder.rmdir()
     hits = load_bm25(store).search("marathon record", 3)
-    assert hits and "marathon" in hits[0][0].text
+    assert hits and "marathon" in store.get_chunks([hits[0][0]])[0].text
     assert (folder / "revision").exists()
 
 

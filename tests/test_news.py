@@ -66,7 +66,7 @@ def news(news_home: Path, embeddings: LocalEmbeddings) -> Assistant:
 
 
 def test_every_chunk_carries_its_documents_iso_date_or_none(news: Assistant) -> None:
-    chunks = news.search.bm25().chunks
+    chunks = list(news.store.iter_chunks())
     assert {name(c.source): c.metadata.get("date") for c in chunks} == DATES
     by_name = {name(c.source): c for c in chunks}
     # Dated only by "PORT AURELIA, Mar 12 –" and the year its text mentions: the chunk says so.

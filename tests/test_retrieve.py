@@ -13,29 +13,24 @@ from rag.corpus import remove_source
 from rag.retrieve import RerankWeights, fuse
 from rag.settings import Settings
 from rag.text import sentence_spans
-from rag.types import Chunk
-
-
-def chunk(cid: str) -> Chunk:
-    return Chunk(id=cid, source="s", title="t", start=0, end=1, text=cid)
 
 
 def test_fuse_rewards_agreement_and_keeps_each_rank():
-    bm25 = [(chunk("a"), 9.0), (chunk("b"), 5.0), (chunk("c"), 1.0)]
-    vector = [(chunk("b"), 0.9), (chunk("c"), 0.8)]
+    bm25 = [("a", 9.0), ("b", 5.0), ("c", 1.0)]
+    vector = [("b", 0.9), ("c", 0.8)]
     fused = fuse({"bm25": bm25, "vector": vector}, {"bm25": 1.0, "vector": 1.0}, rrf_k=60)
-    assert [c.chunk.id for c in fused] == ["b", "c", "a"]
-    b = fused[0]
-    assert (b.bm25_rank, b.vector_rank, b.fused_rank) == (2, 1, 1)
-    assert b.fused_score == pytest.approx(1 / 62 + 1 / 61)
-    assert fused[2].vector_rank is None
+    assert [chunk_id for chunk_id, *_ in fused] == ["b", "c", "a"]
+    _, score, detail = fused[0]
+    assert (detail["bm25_rank"], detail["vector_rank"]) == (2, 1)
+    assert score == pytest.approx(1 / 62 + 1 / 61)
+    assert "vector_rank" not in fused[2][2]
 
 
 def test_fuse_weights_shift_the_order():
-    bm25 = [(chunk("a"), 9.0), (chunk("b"), 5.0)]
-    vector = [(chunk("b"), 0.9), (chunk("a"), 0.8)]
+    bm25 = [("a", 9.0), ("b", 5.0)]
+    vector = [("b", 0.9), ("a", 0.8)]
     by_vector = fuse({"bm25": bm25, "vector": vector}, {"bm25": 0.5, "vector": 1.0}, rrf_k=60)
-    assert by_vector[0].chunk.id == "b"
+    assert by_vector[0][0] == "b"
 
 
 def test_hybrid_finds_the_270_sentence_by_every_method(seeded_assistant: Assistant):
@@ -45,6 +40,18 @@ def test_hybrid_finds_the_270_sentence_by_every_method(seeded_assistant: Assista
         assert "270 additional police officers" in top[0].chunk.text, method
     hybrid = seeded_assistant.retrieve(question, k=3)
     assert hybrid[0].bm25_rank is not None and hybrid[0].vector_rank is not None
+
+
+def test_a_search_fetches_texts_once_for_the_fused_candidates_only(
+    seeded_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = seeded_assistant.store
+    fetched: list[list[str]] = []
+    real = store.get_chunks
+    monkeypatch.setattr(store, "get_chunks", lambda ids: fetched.append(list(ids)) or real(ids))
+    found = seeded_assistant.retrieve("How many additional police officers did Kenya send to Haiti?", k=2)
+    assert len(fetched) == 1 and len(fetched[0]) <= seeded_assistant.settings.candidates
+    assert found and {c.chunk.id for c in found} <= set(fetched[0])
 
 
 def assistant_over(tmp_path: Path, embeddings, notes: dict[str, tuple[str, str]]) -> tuple[Assistant, Path]:

@@ -54,7 +54,7 @@ def test_a_rebuild_runs_in_the_background_while_the_previous_snapshot_serves(
     release.set()
     fresh = load_bm25(reader)  # wait=True: joins the build in progress
     assert fresh is not before and fresh.revision == reader.revision()
-    assert [c.title for c, _ in fresh.search("Zanzibar ferry", 3)] == ["Ferry"]
+    assert [c.title for c in reader.get_chunks([i for i, _ in fresh.search("Zanzibar ferry", 3)])] == ["Ferry"]
 
 
 def test_one_search_fetches_one_snapshot(

@@ -60,6 +60,16 @@ def test_count_iterate_and_get_in_order(store: Store) -> None:
     got = store.get_chunks(["b-2", "missing", "a-0"])
     assert [c.id for c in got] == ["b-2", "a-0"]
     assert got[0] == make_chunk("b.pdf", 2, TEXTS["b.pdf"][2])
+    store.delete(["b-2"])
+    assert [c.id for c in store.get_chunks(["b-2", "a-0"])] == ["a-0"], "a deleted chunk leaves the cache too"
+
+
+def test_chunks_by_filter_and_by_contained_text(store: Store) -> None:
+    assert store.chunk_ids({"source": "b.pdf"}) == {"b-0", "b-1", "b-2"}
+    assert store.chunk_ids() == {"a-0", "a-1", "b-0", "b-1", "b-2"}
+    found = store.chunks_containing(["opened two spillways", "leaves at dawn"], limit=5)
+    assert sorted(c.id for c in found) == ["a-0", "b-1"]
+    assert len(store.chunks_containing(["a"], limit=2)) == 2 and store.chunks_containing([], limit=2) == []
 
 
 def test_chunk_vectors_are_the_models_and_sentences_get_their_own(store: Store, embeddings: LocalEmbeddings) -> None:
