@@ -574,7 +574,7 @@ def cue_keys(question: str) -> set[str]:
 def year_of(view: SentenceView, phrase: Phrase) -> int | None:
     """The year a time phrase names ('May 18, 2018' -> 2018), None for none."""
     for word in reversed(view.words[phrase.first : phrase.last + 1]):
-        if len(word) == 4 and _is_year(word):
+        if word.isdigit() and _is_year(word):  # a decade ("880s") names no one year
             return int(word)
     return None
 

@@ -281,3 +281,15 @@ def test_last_and_first_mark_the_latest_and_earliest_year():
     assert marked("When did the harbour flood?") == set()
     # Over every cited sentence: the latest year of all, here the report's.
     assert marked("When did the harbour last flood?", None) == {"2012", "May 18, 2012"}
+
+
+def test_a_decade_is_a_time_phrase_but_names_no_year():
+    text = "The fort was built in the 880s. It was rebuilt in 1120 and again in 1450."
+    chunk = Chunk(id="c4", source="fort.md", title="Fort", start=0, end=len(text), text=text)
+    spans = [(n, chunk, a, b) for n, (a, b) in enumerate(sentence_spans(text), start=1)]
+    phrases = {
+        text[s.phrase.start : s.phrase.end]: s.features
+        for s in score_candidates("when was the fort last rebuilt", "time", spans)
+    }
+    assert "880s" in phrases  # was a crash: int("880s")
+    assert phrases["1450"]["extreme_year"] == 1.0 and phrases["880s"]["extreme_year"] == 0.0
