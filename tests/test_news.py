@@ -291,7 +291,10 @@ def with_recency(news: Assistant, **settings: float) -> Assistant:
 
 def test_the_recency_prior_boosts_the_days_up_to_as_of_for_a_question_without_a_window(news: Assistant) -> None:
     question, as_of = "What did the fire service say about the grain terminal fire?", date(2025, 3, 14)
-    off = {c.chunk.id: c for c in with_recency(news, recency_boost=0.0, recency_weight=0.0).retrieve(question, k=10, as_of=as_of)}
+    off = {
+        c.chunk.id: c
+        for c in with_recency(news, recency_boost=0.0, recency_weight=0.0).retrieve(question, k=10, as_of=as_of)
+    }
     prior = with_recency(news, recency_days=3, recency_boost=0.5, recency_weight=1.0)
     found = prior.retrieve(question, k=10, as_of=as_of)
     recent = {"harbour-fire-update.md", "harbour-fire-correction.md"}  # 12 and 14 March; the first report is 10 March

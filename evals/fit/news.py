@@ -129,6 +129,11 @@ def recall(pools: Sequence[Pool], point: Point, settings: Settings) -> float:
     return recall_at([first_gold(p, point, settings) for p in pools], K) or 0.0
 
 
+def mean(table: dict[Point, dict[str, float]], sizes: dict[str, int], point: Point, weeks: Sequence[str]) -> float:
+    """A grid point's recall@5 over these weeks, weighted by their question counts."""
+    return sum(table[point][w] * sizes[w] for w in weeks) / sum(sizes[w] for w in weeks)
+
+
 def week(item: QAItem) -> str:
     """RealTimeQA ids start with the quiz date."""
     return item.id.split("_")[0]
@@ -162,24 +167,22 @@ def main(argv: Sequence[str]) -> None:
     for name, pool in pools.items():
         by_week = {w: [p for p in pool if week(p.item) == w] for w in weeks}
         table = {point: {w: recall(by_week[w], point, settings) for w in weeks} for point in grid}
-
-        def mean(point: Point, among: Sequence[str]) -> float:
-            return sum(table[point][w] * len(by_week[w]) for w in among) / sum(len(by_week[w]) for w in among)
+        sizes = {w: len(by_week[w]) for w in weeks}
 
         folds = []
         for held in weeks:
             rest = [w for w in weeks if w != held]
-            best = max(grid, key=lambda p: (round(mean(p, rest), 6), -p.recency_boost, -p.window_boost))
+            best = max(grid, key=lambda p: (round(mean(table, sizes, p, rest), 6), -p.recency_boost, -p.window_boost))
             folds.append({"held_out": held, "best_on_rest": best.__dict__, "held_out_recall@5": table[best][held]})
-        overall = max(grid, key=lambda p: (round(mean(p, weeks), 6), -p.recency_boost, -p.window_boost))
+        overall = max(grid, key=lambda p: (round(mean(table, sizes, p, weeks), 6), -p.recency_boost, -p.window_boost))
         out[name] = {
-            "current": mean(current, weeks),
+            "current": mean(table, sizes, current, weeks),
             "cross_validated": sum(f["held_out_recall@5"] * len(by_week[f["held_out"]]) for f in folds) / len(pool),
             "folds": folds,
-            "best_all_weeks": {"point": overall.__dict__, "recall@5": mean(overall, weeks)},
+            "best_all_weeks": {"point": overall.__dict__, "recall@5": mean(table, sizes, overall, weeks)},
             "top": [
-                {"point": p.__dict__, "recall@5": mean(p, weeks)}
-                for p in sorted(grid, key=lambda p: -mean(p, weeks))[:10]
+                {"point": p.__dict__, "recall@5": mean(table, sizes, p, weeks)}
+                for p in sorted(grid, key=lambda p: -mean(table, sizes, p, weeks))[:10]
             ],
         }
     out["seconds"] = round(time.perf_counter() - started, 1)
