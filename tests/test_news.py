@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_cli_ingest import rag
 
-from evals.dataset import DatasetError, load_jsonl
+from evals.dataset import DatasetError, QAItem, load_jsonl
 from ingest import ingest_paths
 from ingest.load import load_file
 from rag.assistant import Assistant
@@ -390,3 +390,25 @@ def test_eval_lines_take_an_optional_as_of(tmp_path: Path) -> None:
     bad.write_text(json.dumps(line) + "\n" + json.dumps(line | {"id": "b", "as_of": "2025-02-30"}) + "\n")
     with pytest.raises(DatasetError, match=r"bad.jsonl:2: .*as_of: '2025-02-30' is not a date"):
         load_jsonl(bad)
+
+
+def test_the_news_fit_replays_the_searchs_fusion_and_boosts(news: Assistant) -> None:
+    from evals.fit.news import Point, first_gold, gather
+
+    item = QAItem(
+        id="20250314_0",
+        question=FIRE_START,
+        answers=("west warehouse",),
+        answerable=True,
+        evidence=("The fire started",),
+        as_of="2025-03-14",
+    )
+    pool = gather(news.search, item, item.as_of_date, news.settings.candidates)
+    for point in (Point(1.0, 0.3, 7, 0.0, 0.0), Point(1.0, 0.3, 3, 1.0, 0.5), Point(0.0, 0.0, 3, 1.0, 2.0)):
+        update = {"window_weight": point.window_weight, "window_boost": point.window_boost}
+        update |= {"recency_days": point.recency_days, "recency_weight": point.recency_weight}
+        found = with_recency(news, **update, recency_boost=point.recency_boost).retrieve(
+            item.question, k=10, as_of=item.as_of_date
+        )
+        rank = next(r for r, c in enumerate(found, start=1) if "west warehouse" in c.chunk.text)
+        assert first_gold(pool, point, news.settings) == rank, point

@@ -29,6 +29,7 @@ from evals.metrics import contains_answer, recall_at
 from rag.dates import TimeWindow
 from rag.retrieve import HybridSearch, RerankWeights, fuse, masked_bm25
 from rag.settings import Settings
+from rag.types import Candidate
 
 WINDOW_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 WINDOW_BOOSTS = (0.0, 0.15, 0.3, 0.6, 1.0)
@@ -78,7 +79,16 @@ def gather(search: HybridSearch, item: QAItem, as_of: date | None, depth: int) -
         for days in RECENCY_DAYS:
             recent = TimeWindow(scope.as_of - timedelta(days=days - 1), scope.as_of)
             named[f"recent{days}"] = masked_bm25(search.bm25(), item.question, dates.within(recent) & visible, depth)
-        union = fuse(named, {}, rrf_k=search.settings.rrf_k)
+        # Candidate knows the search's own rankings only: the recency rankings' other chunks join without scores.
+        union = fuse({k: v for k, v in named.items() if not k.startswith("recent")}, {}, rrf_k=search.settings.rrf_k)
+        known = {c.chunk.id for c in union}
+        for name, ranking in named.items():
+            for chunk, _ in ranking if name.startswith("recent") else ():
+                if chunk.id not in known:
+                    known.add(chunk.id)
+                    union.append(
+                        Candidate(chunk=chunk, rank=len(union) + 1, fused_rank=len(union) + 1, fused_score=0.0)
+                    )
         scored = search.rerank_features(item.question, union)
         top = max((c.bm25_score or 0.0 for c in union), default=0.0) or 1.0
         index = {c.chunk.id: i for i, c in enumerate(union)}
