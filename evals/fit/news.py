@@ -120,15 +120,21 @@ def first_gold(pool: Pool, point: Point, settings: Settings) -> int | None:
         f"recent{point.recency_days}": 0.0 if "window" in pool.rrf else point.recency_weight,
     }
     recency_boost = 0.0 if "window" in pool.rrf else point.recency_boost
-    fused = sum(weights[name] * rrf for name, rrf in pool.rrf.items() if weights.get(name))
+    fused = np.zeros(len(pool.gold))
+    for name, rrf in pool.rrf.items():
+        fused += weights.get(name, 0.0) * rrf
     # Ties keep the union's order (BM25 first), as the stable sort in fuse does.
     chosen = np.argsort(-fused, kind="stable")[: settings.candidates]
     chosen = chosen[fused[chosen] > 0]
     bm25 = pool.bm25[chosen]
     rerank = RerankWeights()
-    score = rerank.score((bm25 / (bm25.max(initial=0.0) or 1.0), pool.sentence[chosen], pool.joint[chosen]))
-    score = score + point.window_boost * pool.in_window[chosen]
-    score = score + recency_boost * (pool.age[chosen] < point.recency_days)
+    score = (
+        rerank.bm25 * bm25 / (bm25.max(initial=0.0) or 1.0)
+        + rerank.sentence * pool.sentence[chosen]
+        + rerank.joint * pool.joint[chosen]
+        + point.window_boost * pool.in_window[chosen]
+        + recency_boost * (pool.age[chosen] < point.recency_days)
+    )
     order = chosen[np.argsort(-score, kind="stable")] if settings.rerank else chosen
     hits = np.flatnonzero(pool.gold[order])
     return int(hits[0]) + 1 if hits.size else None
@@ -179,15 +185,17 @@ def main(argv: Sequence[str]) -> None:
         table = {point: {w: recall(by_week[w], point, settings) for w in weeks} for point in grid}
         sizes = {w: len(by_week[w]) for w in weeks}
 
-        folds = []
+        folds: list[dict[str, Any]] = []
+        held_out = 0.0
         for held in weeks:
             rest = [w for w in weeks if w != held]
             best = max(grid, key=lambda p: (round(mean(table, sizes, p, rest), 6), -p.recency_boost, -p.window_boost))
             folds.append({"held_out": held, "best_on_rest": best.__dict__, "held_out_recall@5": table[best][held]})
+            held_out += table[best][held] * sizes[held]
         overall = max(grid, key=lambda p: (round(mean(table, sizes, p, weeks), 6), -p.recency_boost, -p.window_boost))
         out[name] = {
             "current": mean(table, sizes, current, weeks),
-            "cross_validated": sum(f["held_out_recall@5"] * len(by_week[f["held_out"]]) for f in folds) / len(pool),
+            "cross_validated": held_out / len(pool),
             "folds": folds,
             "best_all_weeks": {"point": overall.__dict__, "recall@5": mean(table, sizes, overall, weeks)},
             "top": [
