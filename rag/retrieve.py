@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -253,18 +253,14 @@ class HybridSearch:
         candidates: list[Candidate],
         weights: RerankWeights = RerankWeights(),
         *,
-        boost: TimeWindow | None = None,
+        boost: tuple[TimeWindow, float] | None = None,
     ) -> list[Candidate]:
-        """Order candidates by BM25 and their best sentences (see RerankWeights), plus the time window's boost."""
+        """Order candidates by BM25 and their best sentences (see RerankWeights), plus (window, amount)'s boost."""
         scored = [
             candidate.model_copy(
                 update={
                     "rerank_score": weights.score(features)
-                    + (
-                        self.settings.window_boost
-                        if boost and boost.contains(chunk_date(candidate.chunk.metadata))
-                        else 0.0
-                    )
+                    + (boost[1] if boost and boost[0].contains(chunk_date(candidate.chunk.metadata)) else 0.0)
                 }
             )
             for candidate, features in self.rerank_features(query, candidates)
@@ -284,7 +280,8 @@ class HybridSearch:
         """The k best chunks for the query by the chosen method, with per-retriever ranks and scores.
 
         Chunks the date scope hides are never returned; those in its time window are boosted: a BM25 ranking of the
-        window alone joins the fusion, and the re-rank score gains RAG_WINDOW_BOOST.
+        window alone joins the fusion, and the re-rank score gains RAG_WINDOW_BOOST. A question without a window gets
+        the recency prior instead, the same boost for the documents of the RAG_RECENCY_DAYS up to as_of.
         """
         with self.pinned():
             return self._search(query, k=k, method=method, where=where, scope=scope)
@@ -301,6 +298,21 @@ class HybridSearch:
         finally:
             self._pinned.index = None
 
+    def recent(self, scope: DateScope, dates: ChunkDates) -> TimeWindow | None:
+        """The recency prior's window, or None when it is off or would separate nothing.
+
+        It needs visible documents both in it and dated before it: in a collection of one date, or of undated
+        documents only, every candidate would gain the same, so the ranking and the scores stay as they were.
+        """
+        if not (self.settings.recency_weight or self.settings.recency_boost):
+            return None
+        start = scope.as_of - timedelta(days=self.settings.recency_days - 1)
+        recent = TimeWindow(start, scope.as_of, f"the {self.settings.recency_days} days up to as_of")
+        visible = dates.visible(scope)
+        is_recent = dates.within(recent) & visible
+        is_older = visible & (dates.ordinals > 0) & (dates.ordinals < start.toordinal())
+        return recent if is_recent.any() and is_older.any() else None
+
     def _search(
         self, query: str, *, k: int, method: Method, where: dict[str, str] | None, scope: DateScope | None
     ) -> list[Candidate]:
@@ -314,10 +326,13 @@ class HybridSearch:
             matching = index.mask(self.store.chunk_ids(chroma_where(equality)))
             keep = matching if keep is None else keep & matching
         window = scope.window if scope.window and dates.within(scope.window).any() else None
+        window_weight, window_boost = self.settings.window_weight, self.settings.window_boost
+        if window is None and (recent := self.recent(scope, dates)) is not None:
+            window, window_weight, window_boost = recent, self.settings.recency_weight, self.settings.recency_boost
         rankings: dict[str, Ranking] = {}
         if method in ("hybrid", "bm25"):
             rankings["bm25"] = self.bm25_ranking(query, depth, keep)
-            if window is not None:
+            if window is not None and window_weight:
                 in_window = dates.within(window) & dates.visible(scope)
                 rankings["window"] = masked_bm25(index, query, in_window if keep is None else in_window & keep, depth)
         if method in ("hybrid", "vector"):
@@ -325,11 +340,11 @@ class HybridSearch:
         weights = {
             "bm25": self.settings.bm25_weight,
             "vector": self.settings.vector_weight,
-            "window": self.settings.window_weight,
+            "window": window_weight,
         }
         fused = self.candidates(fuse(rankings, weights, rrf_k=self.settings.rrf_k)[:depth])
         if method == "hybrid" and self.settings.rerank:
-            fused = self.rerank(query, fused, boost=window)
+            fused = self.rerank(query, fused, boost=(window, window_boost) if window else None)
         return fused[:k]
 
     def candidates(self, fused: list[tuple[str, float, dict]]) -> list[Candidate]:

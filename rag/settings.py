@@ -93,6 +93,23 @@ class Settings(BaseSettings):
     window_boost: float = Field(
         default=0.3, ge=0, description="Added to the re-rank score of a candidate dated in the question's time window."
     )
+    recency_days: int = Field(
+        default=7,
+        ge=1,
+        description="Documents dated this many days up to as_of are recent, for the recency prior of a question "
+        "without a time window.",
+    )
+    recency_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight in the fusion of the BM25 ranking of the recent documents (questions without a time "
+        "window; 0: none).",
+    )
+    recency_boost: float = Field(
+        default=0.0,
+        ge=0,
+        description="Added to the re-rank score of a recent candidate of a question without a time window.",
+    )
 
     # Answers
     mode: AnswerMode = Field(

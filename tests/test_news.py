@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_cli_ingest import rag
 
-from evals.dataset import DatasetError, load_jsonl
+from evals.dataset import DatasetError, QAItem, load_jsonl
 from ingest import ingest_paths
 from ingest.load import load_file
 from rag.assistant import Assistant
@@ -283,6 +283,41 @@ def test_the_time_window_boosts_documents_of_that_day(news: Assistant) -> None:
     assert {name(c.chunk.source) for c in wednesday} - {"harbour-fire-update.md"}
 
 
+def with_recency(news: Assistant, **settings: float) -> Assistant:
+    """The fixture's assistant with the recency prior set (same home, same model)."""
+    changed = news.settings.model_copy(update=settings)
+    return Assistant(changed, embeddings=news.embeddings)
+
+
+def test_the_recency_prior_boosts_the_days_up_to_as_of_for_a_question_without_a_window(news: Assistant) -> None:
+    question, as_of = "What did the fire service say about the grain terminal fire?", date(2025, 3, 14)
+    off = {
+        c.chunk.id: c
+        for c in with_recency(news, recency_boost=0.0, recency_weight=0.0).retrieve(question, k=10, as_of=as_of)
+    }
+    prior = with_recency(news, recency_days=3, recency_boost=0.5, recency_weight=1.0)
+    found = prior.retrieve(question, k=10, as_of=as_of)
+    recent = {"harbour-fire-update.md", "harbour-fire-correction.md"}  # 12 and 14 March; the first report is 10 March
+    assert {name(c.chunk.source) for c in found if c.window_rank is not None} == recent
+    for candidate in found:
+        gain = 0.5 if name(candidate.chunk.source) in recent else 0.0
+        assert candidate.rerank_score == pytest.approx((off[candidate.chunk.id].rerank_score or 0.0) + gain)
+    # A question with its own window keeps it: the prior does not add to it.
+    wednesday = "What did the fire service say about the grain terminal fire on Wednesday?"
+    plain = [(c.chunk.id, c.rerank_score) for c in news.retrieve(wednesday, as_of=as_of)]
+    assert [(c.chunk.id, c.rerank_score) for c in prior.retrieve(wednesday, as_of=as_of)] == plain
+
+
+def test_the_recency_prior_is_a_no_op_when_nothing_visible_is_older(news: Assistant) -> None:
+    # As of 1 February only the council's report (that day) and the undated note are visible: nothing to separate.
+    prior = with_recency(news, recency_days=30, recency_boost=1.0, recency_weight=1.0)
+    question = "How much will the Lindqvist Bridge cost?"
+    plain = [(c.chunk.id, c.rerank_score, c.window_rank) for c in news.retrieve(question, as_of=date(2025, 2, 1))]
+    found = prior.retrieve(question, as_of=date(2025, 2, 1))
+    assert [(c.chunk.id, c.rerank_score, c.window_rank) for c in found] == plain
+    assert all(c.window_rank is None for c in found)
+
+
 def test_a_timeline_question_gets_dated_cited_lines_in_date_order(news: Assistant) -> None:
     answer = news.ask("How has the grain terminal fire developed?")
     lines = answer.text.splitlines()
@@ -355,3 +390,25 @@ def test_eval_lines_take_an_optional_as_of(tmp_path: Path) -> None:
     bad.write_text(json.dumps(line) + "\n" + json.dumps(line | {"id": "b", "as_of": "2025-02-30"}) + "\n")
     with pytest.raises(DatasetError, match=r"bad.jsonl:2: .*as_of: '2025-02-30' is not a date"):
         load_jsonl(bad)
+
+
+def test_the_news_fit_replays_the_searchs_fusion_and_boosts(news: Assistant) -> None:
+    from evals.fit.news import Point, first_gold, gather
+
+    item = QAItem(
+        id="20250314_0",
+        question=FIRE_START,
+        answers=("west warehouse",),
+        answerable=True,
+        evidence=("The fire started",),
+        as_of="2025-03-14",
+    )
+    pool = gather(news.search, item, item.as_of_date, news.settings.candidates)
+    for point in (Point(1.0, 0.3, 7, 0.0, 0.0), Point(1.0, 0.3, 3, 1.0, 0.5), Point(0.0, 0.0, 3, 1.0, 2.0)):
+        update = {"window_weight": point.window_weight, "window_boost": point.window_boost}
+        update |= {"recency_days": point.recency_days, "recency_weight": point.recency_weight}
+        found = with_recency(news, **update, recency_boost=point.recency_boost).retrieve(
+            item.question, k=10, as_of=item.as_of_date
+        )
+        rank = next(r for r, c in enumerate(found, start=1) if "west warehouse" in c.chunk.text)
+        assert first_gold(pool, point, news.settings) == rank, point
