@@ -51,19 +51,23 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # are now `answered`. The confidence model no longer learns from that kind: it had taught it to distrust word
 # overlap, which kept every natural-question answer `uncertain`. A known cost; see BENCHMARKS.md, "Answer
 # calibration".
+# 2026-12-02 (short-answer second refit, rag/short_answer.py): short_answer_f1 0.491 -> 0.592; and through the
+# short-answer scores the answer model reads as features (AnswerModel not refit): answer_accuracy 0.9 -> 0.925,
+# answered_share 0.45 -> 0.425 (17/40), confident_unanswerable_rate 0.5 -> 0.375 (6 of 16), answer_words 43.925 ->
+# 44.175.
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
     "mrr@10": 0.931,
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
-    "answer_accuracy": 0.9,
-    "answer_words": 43.925,
-    "short_answer_f1": 0.491,
+    "answer_accuracy": 0.925,
+    "answer_words": 44.175,
+    "short_answer_f1": 0.592,
     "citation_validity": 1.0,
     "refusal_rate": 0.0,
-    "answered_share": 0.45,
+    "answered_share": 0.425,
     "confident_error_rate": 0.0,
-    "confident_unanswerable_rate": 0.5,
+    "confident_unanswerable_rate": 0.375,
     "abstention_recall": 0.0,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -91,8 +92,10 @@ class Assistant:
         return make_llm(self.settings)
 
     def warm_up(self) -> None:
-        """Load the embedding model now, for the fastest answers in a long-running app (about 6 s, once)."""
+        """Load the embedding model and the BM25 snapshot (with its dates) now, for the fastest answers later."""
         self.embeddings.warm_up()
+        with contextlib.suppress(RagError):  # an empty index or a down store: the first question says so
+            self.search.dates()
 
     # Retrieval
 

@@ -52,7 +52,10 @@ class Settings(BaseSettings):
         default=200, ge=0, description="Characters of whole sentences repeated between neighbouring chunks."
     )
     max_file_mb: float = Field(default=50.0, gt=0, description="Files larger than this are refused at ingest.")
-    max_upload_mb: float = Field(default=20.0, gt=0, description="Largest file the chat UI accepts.")
+    max_upload_mb: float = Field(default=20.0, gt=0, description="Largest uploaded file (the chat and the API).")
+    max_upload_request_mb: float = Field(
+        default=200.0, gt=0, description="Largest HTTP upload request; a larger Content-Length is refused unread."
+    )
     parse_timeout_s: float = Field(
         default=120.0,
         gt=0,

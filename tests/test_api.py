@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rag.types import Citation
 from ui.api import REPLACED_NOTICE, create_api
 
 QUESTION = "How many police officers did Kenya deploy to Haiti?"
+BOUND_S = 120  # far beyond a healthy warm-up; only a hang reaches it
 CITATION_FIELDS = set(Citation.model_fields)  # every field of the library's type, a date too once it has one
 
 
@@ -139,6 +141,34 @@ def test_models_search_health_and_metrics(api_url: str, seeded_assistant: Assist
     assert 'rag_http_requests_total{method="POST",route="/v1/search",status="200"}' in metrics
     assert "rag_http_request_duration_seconds_bucket" in metrics
     assert 'rag_answers_total{mode="extractive",status=' in metrics
+
+
+def test_readyz_is_503_until_the_warm_up_has_ended(
+    seeded_assistant: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ui.app import warm_in_background
+    from ui.server import create_server
+
+    started, release = threading.Event(), threading.Event()
+    real = seeded_assistant.warm_up
+
+    def held_warm_up() -> None:  # the real warm-up, held until the test has seen the server warming
+        started.set()
+        release.wait(timeout=BOUND_S)
+        real()
+
+    monkeypatch.setattr(seeded_assistant, "warm_up", held_warm_up)
+    warmed = warm_in_background(seeded_assistant)
+    with running_server(create_server(seeded_assistant, warmed=warmed)) as url:
+        assert started.wait(timeout=BOUND_S)
+        early = httpx.get(f"{url}/readyz", timeout=60)
+        alive = httpx.get(f"{url}/healthz", timeout=60)
+        release.set()
+        assert warmed.wait(timeout=BOUND_S)
+        late = httpx.get(f"{url}/readyz", timeout=60)
+    assert early.status_code == 503 and early.json()["error"]["code"] == "warming_up", early.text
+    assert alive.status_code == 200, "liveness does not wait for the warm-up"
+    assert late.status_code == 200 and late.json()["chunks"] == seeded_assistant.store.count()
 
 
 def test_the_chat_is_served_at_the_root(api_url: str) -> None:

@@ -6,19 +6,19 @@ import datetime
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -42,12 +42,30 @@ from rag.types import (
     TokenEvent,
 )
 from ui.auth import ApiKeys
-from ui.uploads import delete_document, incoming_dir, ingest_uploads
+from ui.uploads import Staging, UploadRefused, delete_document, ingest_uploads, sanitize_filename
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "rag"  # the `model` that names the default collection (RAG_COLLECTION)
-COPY_BLOCK_BYTES = 1 << 20
+ModelQuery = Annotated[str, Query(description="A collection, or `rag` for the default one (as in chat completions).")]
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "array",
+                        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                        "description": "One or more files.",
+                    }
+                },
+            }
+        }
+    },
+}
 # Upload failure reasons (ui.uploads) and the status each gets when every file of a request failed.
 UPLOAD_STATUS = {"too_large": 413, "unsupported_type": 415, "invalid_file": 422}
 # Starts the final delta of a stream whose tokens were withdrawn (see completion_chunks).
@@ -509,13 +527,15 @@ def error_kind(exc: Exception) -> tuple[int, str, str]:
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
-def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
-    """The API over one warm Assistant; keys (default: from its settings) guard every route but the probes."""
+def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: threading.Event | None = None) -> FastAPI:
+    """The API over one warm Assistant; keys (default: from its settings) guard every route but the probes.
+
+    warmed: set when the assistant's warm-up (ui.app.warm_in_background) has ended; until then /readyz answers 503.
+    """
     settings = assistant.settings
     keys = keys if keys is not None else ApiKeys.of(settings)
     collections = Collections(assistant)
     metrics = Metrics()
-    write_lock = threading.Lock()  # one upload or delete at a time, as the chat does
     app = FastAPI(
         title="rag",
         version="1",
@@ -527,8 +547,6 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
         # async: FastAPI runs a sync dependency in the threadpool, one more thread hop per request for a
         # check of microseconds (the hash compares do no I/O).
         async def check(request: Request) -> None:
-            if not keys.required:
-                return
             header = request.headers.get("authorization", "")
             scheme, _, presented = header.partition(" ")
             scope = keys.scope_of(presented.strip()) if scheme.lower() == "bearer" and presented.strip() else None
@@ -546,7 +564,8 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
 
         return Depends(check)
 
-    read, write = require("read"), require("write")
+    # Without keys there is nothing to check: no dependency at all, which FastAPI would still solve per request.
+    read, write = ([require("read")], [require("write")]) if keys.required else ([], [])
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -586,7 +605,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
             error_body("internal error (see the server log)", kind="server_error", code="internal_error"), 500
         )
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=[read])
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=read)
     async def chat_completions(body: ChatRequest) -> Any:
         """Answer the last user message with the earlier ones as history; `stream: true` gives SSE chunks."""
         question, history = split_conversation(body.messages)
@@ -618,13 +637,13 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
             }
         )
 
-    @app.get("/v1/models", response_model=ModelList, dependencies=[read])
+    @app.get("/v1/models", response_model=ModelList, dependencies=read)
     def models() -> ModelList:
         """`rag` (the default collection) and every collection in the store."""
         names = [DEFAULT_MODEL, *(n for n in collections.names() if n != DEFAULT_MODEL)]
         return ModelList(data=[ModelCard(id=n) for n in names])
 
-    @app.post("/v1/search", response_model=SearchResults, dependencies=[read])
+    @app.post("/v1/search", response_model=SearchResults, dependencies=read)
     def search(body: SearchRequest) -> SearchResults:
         """Ranked chunks with every retriever's rank and score."""
         found = collections.get(body.model).retrieve(body.query, k=body.k, method=body.method, where=body.where)
@@ -640,58 +659,59 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
             metadata=info.metadata,
         )
 
-    def find(doc_id: str) -> DocumentInfo:
-        for info in assistant.documents():
+    def find(target: Assistant, doc_id: str) -> DocumentInfo:
+        for info in target.documents():
             if document_id(info.source) == doc_id:
                 return info
         raise ApiError(404, f"no document with id '{doc_id}' (GET /v1/documents lists them)", code="document_not_found")
 
-    @app.get("/v1/documents", response_model=DocumentList, dependencies=[read])
-    def list_documents() -> DocumentList:
-        """The indexed documents of the default collection."""
-        return DocumentList(data=[entry(d) for d in assistant.documents()])
+    @app.get("/v1/documents", response_model=DocumentList, dependencies=read)
+    def list_documents(model: ModelQuery = DEFAULT_MODEL) -> DocumentList:
+        """The indexed documents of a collection."""
+        return DocumentList(data=[entry(d) for d in collections.get(model).documents()])
 
-    @app.get("/v1/documents/{doc_id}", response_model=DocumentText, dependencies=[read])
-    def read_document(doc_id: str) -> DocumentText:
+    @app.get("/v1/documents/{doc_id}", response_model=DocumentText, dependencies=read)
+    def read_document(doc_id: str, model: ModelQuery = DEFAULT_MODEL) -> DocumentText:
         """One document's metadata and cleaned text."""
-        info = find(doc_id)
-        doc = assistant.document(info.source)
+        target = collections.get(model)
+        info = find(target, doc_id)
+        doc = target.document(info.source)
         return DocumentText(**entry(info).model_dump(), text=doc.text if doc else None)
 
-    @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=[write])
-    def remove_document(doc_id: str) -> Deleted:
+    @app.delete("/v1/documents/{doc_id}", response_model=Deleted, dependencies=write)
+    def remove_document(doc_id: str, model: ModelQuery = DEFAULT_MODEL) -> Deleted:
         """Delete a document from the index (and its uploaded copy)."""
-        with write_lock:
-            info = find(doc_id)
-            return Deleted(id=doc_id, chunks=delete_document(info.source, assistant))
+        target = collections.get(model)
+        return Deleted(id=doc_id, chunks=delete_document(find(target, doc_id).source, target))
 
     @app.post(
         "/v1/documents",
         response_model=UploadResults,
-        dependencies=[write],
+        dependencies=write,
+        openapi_extra={"requestBody": UPLOAD_BODY},
         responses={
-            413: {"description": "every file was too large", "model": ErrorBody},
+            413: {"description": "a file or the request was too large, or every file was", "model": ErrorBody},
             415: {"description": "every file was of an unsupported type", "model": ErrorBody},
         },
     )
-    def upload_documents(file: Annotated[list[UploadFile], File(description="One or more files.")]) -> Any:
-        """Upload files with the chat's limits, name sanitising and duplicate detection (ui.uploads).
+    async def upload_documents(request: Request, model: ModelQuery = DEFAULT_MODEL) -> Any:
+        """Upload files (multipart `file` fields) with the chat's limits, name sanitising and duplicate detection.
 
-        When every file fails, the answer is an error: 413 (too large), 415 (type) or 422 (empty, unreadable);
-        otherwise 200 with each file's outcome.
+        A request over RAG_MAX_UPLOAD_REQUEST_MB (by its Content-Length, or as it arrives) or a file over
+        RAG_MAX_UPLOAD_MB is 413, and reading stops there: nothing of it is indexed. Otherwise, when every file fails,
+        the answer is 415 (type) or 422 (empty, unreadable); else 200 with each file's outcome.
         """
-        limit = int(settings.max_upload_mb * 2**20)
-        folder = incoming_dir(settings.home)
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as temp, write_lock:
-            staged: list[tuple[Path, str]] = []
-            for number, upload in enumerate(file):
-                name = upload.filename or "upload"
-                path = Path(temp) / f"{number}{Path(name).suffix.lower()[:16]}"
-                with path.open("wb") as out:  # at most limit + 1 bytes: enough for ui.uploads to refuse a big one
-                    copy_at_most(upload.file, out, limit + 1)
-                staged.append((path, name))
-            report = ingest_uploads(staged, assistant)
+        target = collections.get(model)
+        request_limit = int(settings.max_upload_request_mb * 2**20)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > request_limit:
+            raise ApiError(413, request_too_large(request_limit), code="request_too_large")
+        staging = Staging(target.settings)
+        try:
+            await receive_files(request, staging, request_limit)
+            report = await run_in_threadpool(ingest_uploads, staging.files, target)
+        finally:
+            staging.close()
         results = [
             UploadResult(name=o.name, status=o.status, detail=o.detail, id=document_id(o.source) if o.source else None)  # type: ignore[arg-type]
             for o in report.outcomes
@@ -708,9 +728,14 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
         """Liveness: the process answers."""
         return Health()
 
-    @app.get("/readyz", response_model=Health, responses={503: {"description": "store down or index not loaded"}})
+    @app.get(
+        "/readyz", response_model=Health, responses={503: {"description": "warming up, store down or index not loaded"}}
+    )
     def readyz() -> Health:
-        """Readiness: the store answers and the index is loaded."""
+        """Readiness: the warm-up has ended, the store answers and the index is loaded."""
+        if warmed is not None and not warmed.is_set():
+            message = "not ready: loading the embedding model and the BM25 index"
+            raise ApiError(503, message, code="warming_up", kind="service_unavailable")
         try:
             chunks = assistant.store.count()
             assistant.search.bm25()
@@ -720,7 +745,7 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
             raise ApiError(503, "not ready: nothing is indexed yet", code="index_empty", kind="service_unavailable")
         return Health(chunks=chunks)
 
-    @app.get("/metrics", dependencies=[read], response_class=Response)
+    @app.get("/metrics", dependencies=read, response_class=Response)
     def prometheus() -> Response:
         """Prometheus text: requests, latencies and answer statuses."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -737,12 +762,89 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
     return app
 
 
-def copy_at_most(source: Any, target: Any, limit: int) -> None:
-    """Copy up to limit bytes from one binary file to another."""
-    left = limit
-    while left > 0:
-        block = source.read(min(COPY_BLOCK_BYTES, left))
-        if not block:
-            return
-        target.write(block)
-        left -= len(block)
+def request_too_large(limit: int) -> str:
+    """The refusal of an upload request over RAG_MAX_UPLOAD_REQUEST_MB."""
+    return f"the upload is over the {limit / 2**20:g} MB request limit (RAG_MAX_UPLOAD_REQUEST_MB): send fewer files"
+
+
+async def receive_files(request: Request, staging: Staging, limit: int) -> None:
+    """Stream a multipart body's `file` parts into staging as they arrive.
+
+    Nothing is spooled whole, and reading stops at the first byte over a limit (ApiError 413). Other fields are read
+    past and ignored.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise ApiError(422, "send the files as multipart/form-data fields named file", code="invalid_request")
+    steps: list[tuple[str, Any]] = []  # what the parser found in one read, applied off the event loop
+    part: dict[str, Any] = {}
+
+    def on_part_begin() -> None:
+        part.clear()
+        part.update(field=b"", value=b"", disposition=b"", is_file=False)
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        part["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        part["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        if part["field"].lower() == b"content-disposition":
+            part["disposition"] = part["value"]
+        part["field"], part["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, options = parse_options_header(part["disposition"])
+        if options.get(b"name") == b"file" and b"filename" in options:
+            part["is_file"] = True
+            steps.append(("begin", options[b"filename"].decode("utf-8", "replace")))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if part["is_file"]:
+            steps.append(("write", data[start:end]))
+
+    def on_part_end() -> None:
+        if part["is_file"]:
+            steps.append(("end", None))
+
+    def apply(batch: list[tuple[str, Any]]) -> None:
+        for step, value in batch:
+            if step == "begin":
+                staging.begin(value)
+            elif step == "write":
+                staging.write(value)
+            else:
+                staging.end()
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    received = 0
+    try:
+        async for block in request.stream():
+            received += len(block)
+            if received > limit:
+                raise ApiError(413, request_too_large(limit), code="request_too_large")
+            parser.write(block)
+            if steps:
+                batch = steps[:]
+                steps.clear()
+                await run_in_threadpool(apply, batch)
+        parser.finalize()
+    except FormParserError as exc:
+        raise ApiError(422, "the multipart body could not be parsed", code="invalid_request") from exc
+    except UploadRefused as exc:
+        raise ApiError(413, f"{sanitize_filename(staging.files[-1][1])}: {exc}", code=exc.reason) from exc
+    if not staging.files:
+        message = "file: no file fields in the upload (send multipart fields named file)"
+        raise ApiError(422, message, code="invalid_request")

@@ -23,7 +23,7 @@ from rag.llm import model_name
 from rag.settings import AnswerMode
 from rag.types import Answer, FinalEvent, RagError, TokenEvent
 from ui import render
-from ui.uploads import ALLOWED_SUFFIXES, delete_document, incoming_dir, ingest_uploads
+from ui.uploads import ALLOWED_SUFFIXES, delete_document, incoming_dir, ingest_uploads, upload_limit
 
 log = logging.getLogger(__name__)
 
@@ -363,11 +363,23 @@ def build_app(assistant: Assistant) -> gr.Blocks:
             trigger(app.new_chat, None, [chatbot, sources, inspector, turns], api_visibility="private")
         mode.change(app.badge, mode, badge, api_visibility="private")
         doc_outputs = [documents, picker, doc_count]
+        # ui.uploads.upload_queue runs one write at a time for the chat and the API; one Gradio slot for both events
+        # keeps the waiting ones in Gradio's queue, which shows the user their place, instead of in a held thread.
         upload.upload(
-            app.upload, upload, [upload_status, *doc_outputs, upload], api_visibility="private", concurrency_limit=1
+            app.upload,
+            upload,
+            [upload_status, *doc_outputs, upload],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="documents",
         )
         delete.click(
-            app.delete, picker, [upload_status, *doc_outputs, reader], api_visibility="private", concurrency_limit=1
+            app.delete,
+            picker,
+            [upload_status, *doc_outputs, reader],
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="documents",
         )
         picker.input(app.read, picker, reader, api_visibility="private")
         demo.load(app.refresh_documents, None, doc_outputs, api_visibility="private")
@@ -383,7 +395,7 @@ def page_kwargs(settings: Any) -> dict[str, Any]:
         "head": "".join(
             f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>" for name in ("citations.js", "uploads.js")
         ),
-        "max_file_size": int(settings.max_upload_mb * 2**20),
+        "max_file_size": upload_limit(settings),
         "ssr_mode": False,
         "footer_links": ["api"],
         "show_error": True,
@@ -395,9 +407,24 @@ def launch_kwargs(settings: Any, *, host: str, port: int) -> dict[str, Any]:
     return {"server_name": host, "server_port": port, "share": False, **page_kwargs(settings)}
 
 
-def warm_in_background(assistant: Assistant) -> None:
-    """A long-lived server loads the torch model now, off the request path (NumPy answers until it is ready)."""
-    threading.Thread(target=assistant.warm_up, name="warm-up", daemon=True).start()
+def warm_in_background(assistant: Assistant) -> threading.Event:
+    """A long-lived server loads the torch model and the BM25 snapshot now, off the request path.
+
+    NumPy answers until the model is in. The event is set when the warm-up has ended, however it ended (/readyz
+    waits for it).
+    """
+    warmed = threading.Event()
+
+    def warm() -> None:
+        try:
+            assistant.warm_up()
+        except Exception:  # the app still answers: in NumPy, or with each request's own error
+            log.exception("warm-up failed")
+        finally:
+            warmed.set()
+
+    threading.Thread(target=warm, name="warm-up", daemon=True).start()
+    return warmed
 
 
 def serve(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import gradio as gr
 import uvicorn
@@ -17,10 +18,15 @@ from ui.auth import ApiKeys
 log = logging.getLogger(__name__)
 
 
-def create_server(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastAPI:
-    """The API with the chat mounted at `/`; with keys, the chat asks for a login (any name, a write key)."""
+def create_server(
+    assistant: Assistant, *, keys: ApiKeys | None = None, warmed: threading.Event | None = None
+) -> FastAPI:
+    """The API with the chat mounted at `/`; with keys, the chat asks for a login (any name, a write key).
+
+    warmed: set when the assistant's warm-up has ended; until then /readyz answers 503.
+    """
     keys = keys if keys is not None else ApiKeys.of(assistant.settings)
-    app = create_api(assistant, keys=keys)
+    app = create_api(assistant, keys=keys, warmed=warmed)
     demo = build_app(assistant)
     demo.queue(default_concurrency_limit=CHAT_CONCURRENCY)
     # The API's routes are registered first, so /v1/..., /healthz and /openapi.json are never the chat's.
@@ -39,8 +45,7 @@ def create_server(assistant: Assistant, *, keys: ApiKeys | None = None) -> FastA
 def create_app() -> FastAPI:
     """The server built from RAG_* variables: the factory each `--workers` process calls."""
     assistant = Assistant(Settings())
-    warm_in_background(assistant)
-    return create_server(assistant)
+    return create_server(assistant, warmed=warm_in_background(assistant))
 
 
 def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
@@ -57,5 +62,5 @@ def serve(assistant: Assistant, *, host: str = "127.0.0.1", port: int = 8000, wo
             log_level="warning",
         )
         return
-    warm_in_background(assistant)
-    uvicorn.run(create_server(assistant), host=host, port=port, access_log=False, log_level="warning")
+    app = create_server(assistant, warmed=warm_in_background(assistant))
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")

@@ -5,17 +5,26 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import tempfile
+import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ingest import ingest_paths
 from rag.assistant import Assistant
 from rag.corpus import remove_source
+from rag.settings import Settings
 
 ALLOWED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
 MAX_NAME_CHARS = 120
+
+_queues: dict[Path, threading.Lock] = {}
+_queues_guard = threading.Lock()
 
 
 @dataclass
@@ -53,6 +62,18 @@ def incoming_dir(home: Path) -> Path:
     return uploads_dir(home) / ".incoming"
 
 
+@contextmanager
+def upload_queue(home: Path) -> Iterator[None]:
+    """One upload or delete at a time per home, from the chat and the HTTP API alike.
+
+    Names, duplicates and the kept copies are then decided from what the previous one left.
+    """
+    with _queues_guard:
+        queue = _queues.setdefault(home.resolve(), threading.Lock())
+    with queue:
+        yield
+
+
 def sanitize_filename(name: str) -> str:
     """A safe base name: no directories, no leading dots, only [A-Za-z0-9._-], bounded length."""
     base = re.split(r"[\\/]", name)[-1]
@@ -73,6 +94,19 @@ class UploadRefused(Exception):
         self.reason = reason
 
 
+def upload_limit(settings: Settings) -> int:
+    """The largest file either face takes, in bytes."""
+    return int(settings.max_upload_mb * 2**20)
+
+
+def too_large(max_bytes: int, size: int | None = None) -> UploadRefused:
+    """The refusal of a file over the limit (its size when known: a stream is refused as soon as it passes)."""
+    what = f"{size / 2**20:.1f} MB is" if size is not None else "the file is"
+    return UploadRefused(
+        f"{what} over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)", reason="too_large"
+    )
+
+
 def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
     """The upload's bytes, read once, so every check, the hash and the kept copy see the same content."""
     suffix = Path(original_name).suffix.lower()
@@ -86,11 +120,7 @@ def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
         data = fh.read(max_bytes + 1)  # never more than the limit in memory
         after = os.fstat(fh.fileno())
     if len(data) > max_bytes:
-        size = max(before.st_size, after.st_size, len(data))
-        raise UploadRefused(
-            f"{size / 2**20:.1f} MB is over the {max_bytes / 2**20:g} MB upload limit (RAG_MAX_UPLOAD_MB)",
-            reason="too_large",
-        )
+        raise too_large(max_bytes, max(before.st_size, after.st_size, len(data)))
     # A writer still busy with the file: what was read may be half old, half new.
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
         raise UploadRefused("the file changed while it was being read; upload it again once it is complete")
@@ -99,6 +129,47 @@ def read_upload(path: Path, original_name: str, *, max_bytes: int) -> bytes:
     if suffix == ".pdf" and not data[:1024].lstrip().startswith(b"%PDF"):
         raise UploadRefused("not a PDF file (no %PDF header)")
     return data
+
+
+class Staging:
+    """Files arriving over HTTP, written as they arrive into a temporary folder in home/uploads/.incoming.
+
+    The chat's Gradio copies land there too. A file is refused the moment it passes the limit: no more of it is kept.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        incoming_dir(settings.home).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(dir=incoming_dir(settings.home)))
+        self.limit = upload_limit(settings)
+        self.files: list[tuple[Path, str]] = []  # (staged path, original name), as ingest_uploads takes them
+        self._out: BinaryIO | None = None
+        self._size = 0
+
+    def begin(self, name: str) -> None:
+        """Start the next file."""
+        self.end()
+        path = self.folder / f"{len(self.files)}{Path(name).suffix.lower()[:16]}"
+        self._out, self._size = path.open("wb"), 0
+        self.files.append((path, name))
+
+    def write(self, data: bytes) -> None:
+        """More of the current file; UploadRefused (too_large) once it is over the limit."""
+        assert self._out is not None, "write() after begin()"
+        self._size += len(data)
+        if self._size > self.limit:
+            raise too_large(self.limit)
+        self._out.write(data)
+
+    def end(self) -> None:
+        """The current file is complete."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def close(self) -> None:
+        """Drop every staged file (ingest_uploads keeps its own copies)."""
+        self.end()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def sha256(path: Path) -> str:
@@ -160,6 +231,13 @@ def ingest_uploads(
     progress: Callable[[int, int], None] | None = None,
 ) -> UploadReport:
     """Check, store and index uploaded files given as (temp path, original name); each file gets one outcome."""
+    with upload_queue(assistant.settings.home):
+        return _ingest_uploads(files, assistant, progress)
+
+
+def _ingest_uploads(
+    files: Sequence[tuple[Path, str]], assistant: Assistant, progress: Callable[[int, int], None] | None
+) -> UploadReport:
     settings = assistant.settings
     folder = uploads_dir(settings.home)
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,7 +249,7 @@ def ingest_uploads(
     for temp_path, original in files:
         safe = sanitize_filename(original)
         try:
-            data = read_upload(temp_path, original, max_bytes=int(settings.max_upload_mb * 2**20))
+            data = read_upload(temp_path, original, max_bytes=upload_limit(settings))
         except UploadRefused as exc:
             report.outcomes.append(UploadOutcome(safe, "failed", str(exc), reason=exc.reason))
             continue
@@ -184,9 +262,12 @@ def ingest_uploads(
         if duplicate is not None:
             report.outcomes.append(UploadOutcome(safe, "duplicate", f"same content as {duplicate.name}, not re-added"))
             continue
-        # Two different files whose names sanitise alike ("a b.md", "a_b.md") must not overwrite each other.
+        # Two different files whose names sanitise alike ("a b.md", "a_b.md") must not overwrite each other, nor
+        # may a kept file this collection does not hold (another collection's upload) be overwritten.
         # A renamed file also avoids every kept one, so it updates no unrelated document.
-        name = unique_name(safe, names | on_disk) if safe in names else safe
+        in_batch = safe in names
+        foreign = safe in on_disk and str((folder / safe).resolve()) not in indexed.sources
+        name = unique_name(safe, names | on_disk) if in_batch or foreign else safe
         names.add(name)
         target = (folder / name).resolve()
         if target.parent != folder.resolve():  # belt and braces: the sanitised name cannot leave the folder
@@ -194,8 +275,8 @@ def ingest_uploads(
             continue
         existed = str(target) in indexed.sources
         target.write_bytes(data)
-        renamed = f"'{Path(original).name}' saved as {name}: another file in this upload is also named {safe}"
-        detail = renamed if name != safe else ""
+        why = "another file in this upload is also named" if in_batch else "a file not in this collection is named"
+        detail = f"'{Path(original).name}' saved as {name}: {why} {safe}" if name != safe else ""
         outcome = UploadOutcome(name, "updated" if existed else "added", detail, source=str(target))
         staged.append((outcome, target, existed))
         indexed.add(target, digest, len(data))
@@ -221,8 +302,9 @@ def ingest_uploads(
 def delete_document(source: str, assistant: Assistant) -> int:
     """Remove a document from the index (and its uploaded copy, if it was uploaded); returns chunks deleted."""
     settings = assistant.settings
-    deleted = remove_source(source, settings=settings, store=assistant.store)
-    path = Path(source)
-    if path.parent == uploads_dir(settings.home).resolve():
-        path.unlink(missing_ok=True)
+    with upload_queue(settings.home):
+        deleted = remove_source(source, settings=settings, store=assistant.store)
+        path = Path(source)
+        if path.parent == uploads_dir(settings.home).resolve():
+            path.unlink(missing_ok=True)
     return deleted

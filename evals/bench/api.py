@@ -209,7 +209,7 @@ def cpu_ms(pid: int) -> float:
 
 
 def settle(pid: int) -> None:
-    """Wait until the server idles: it keeps a core busy for seconds after /readyz answers (warm-up)."""
+    """Wait until the server idles: /readyz waits for its warm-up, not for anything else it may still be busy with."""
     for _ in range(SETTLE_MAX_S):
         before = cpu_ms(pid)
         time.sleep(1)

@@ -1,26 +1,26 @@
 """Fit rag.short_answer.WEIGHTS on dev data: SQuAD 2.0 dev and the NQ-open dev half, given the gold sentence.
 
-`python -m evals.fit short_answer [--squad PATH] [--nq PATH] [--seed S] [--home HOME [--sample N]]`
+`python -m evals.fit short_answer [--squad PATH] [--nq PATH] [--seed S] [--nq-home HOME [--withhold W]]`
 
 Each question that asks for a short answer (rag.short_answer.asks_for_short_answer) becomes the gold sentence
 (the one holding the answer) and its neighbours, as the answer step would cite them. Every candidate phrase of
 those sentences is labelled 1 when it is the best-F1 candidate of its question with F1 >= 0.5. A logistic
 regression over the phrase features is fitted on one half of the questions and checked on the other; the printed
-Weights(...) is what rag/short_answer.py holds. NQ-open test questions are never read.
+Weights(...) is what rag/short_answer.py holds. NQ-open test questions are never fitted on; only
+`--nq-home ... --nq-test-sample N` reads them, to report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from evals.dataset import QAItem
 from evals.metrics import best_f1, contains_answer
 from evals.nq import load_nq_open
+from rag.settings import Settings
 from rag.short_answer import FEATURES, WEIGHTS, Kind, Weights, asks_for_short_answer, probability, score_candidates
 from rag.text import sentence_spans
 from rag.types import Chunk
@@ -47,12 +47,14 @@ class Example:
         return [(n, self.chunk, a, b) for n, (a, b) in enumerate(spans, start=1)]
 
 
-def _example(question: str, answers: Sequence[str], text: str, at: int | None, origin: str) -> Example | None:
+def _example(
+    question: str, answers: Sequence[str], title: str, text: str, at: int | None, origin: str
+) -> Example | None:
     """The example for a passage; the gold sentence holds character `at`, or else the first that holds an answer."""
     spans = sentence_spans(text)
     for i, (a, b) in enumerate(spans):
         if (a <= at < b) if at is not None else contains_answer(text[a:b], answers):
-            chunk = Chunk(id=origin, source=origin, title="", start=0, end=len(text), text=text)
+            chunk = Chunk(id=origin, source=origin, title=title, start=0, end=len(text), text=text)
             near = tuple(spans[j] for j in (i - 1, i + 1) if 0 <= j < len(spans))
             return Example(question, tuple(answers), chunk, (a, b), near, origin)
     return None
@@ -66,23 +68,22 @@ def squad_examples(path: Path) -> Iterator[Example]:
                 if qa.get("is_impossible") or not asks_for_short_answer(qa["question"]):
                     continue
                 answers = [a["text"] for a in qa["answers"]]
-                example = _example(qa["question"], answers, para["context"], qa["answers"][0]["answer_start"], "squad")
+                at = qa["answers"][0]["answer_start"]
+                example = _example(qa["question"], answers, article["title"], para["context"], at, "squad")
                 if example:
                     yield example
 
 
-def nq_dev_items(path: Path, *, seed: int = 0) -> list[QAItem]:
-    """The NQ-open dev half (every passage kept, so every question answerable) that asks for a short answer."""
-    items = load_nq_open(path, split="dev", withhold=0.0, seed=seed).items
-    return [item for item in items if asks_for_short_answer(item.question)]
-
-
 def nq_examples(path: Path, *, seed: int = 0) -> Iterator[Example]:
     """NQ-open dev-half questions that ask for a short answer, with their gold passage's answer sentence."""
-    for item in nq_dev_items(path, seed=seed):
-        example = _example(item.question, item.answers, item.evidence[0], None, "nq")
-        if example:
-            yield example
+    nq = load_nq_open(path, split="dev", withhold=0.0, seed=seed)
+    titles = {p.text: p.title for p in nq.passages}  # indexed as each passage's title, which the chunks carry
+    for item in nq.items:
+        if asks_for_short_answer(item.question):
+            text = item.evidence[0]
+            example = _example(item.question, item.answers, titles.get(text, ""), text, None, "nq")
+            if example:
+                yield example
 
 
 def kind_of(example: Example) -> Kind:
@@ -145,43 +146,49 @@ def fit(examples: Sequence[Example], *, c: float) -> dict[Kind, Weights]:
     return out
 
 
-def end_to_end(home: Path, nq: Path, *, seed: int, sample: int | None) -> dict[str, float]:
-    """Short-answer F1/EM of `Assistant.ask` on the NQ-open dev half's short-answer questions, end to end.
+def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, sample: int | None) -> dict[str, float]:
+    """Short-answer numbers on an NQ-open half (or a seeded sample of it) from the answer's own chosen sentences.
 
-    Home must hold the NQ-open gold passages; a missing short answer scores 0. Also times the short-answer step.
+    Retrieval is `python -m evals.fit answer`'s (cached under RAG_HOME/evals/fit-answer, keyed by the collection's
+    revision; home holds the collection); the answer step and the short answer are replayed with this tree's code.
+    `f1` is as `rag eval` counts it (0 when no short answer is given); `gold_in_chosen` is the share whose chosen
+    sentences hold a gold answer, `f1_given_gold` the F1 over those, and `ceiling_given_gold` their best candidate's F1.
     """
-    import statistics
-    import time
-
-    from rag.assistant import Assistant
-    from rag.settings import Settings
+    from evals.fit.answer import MAX_SENTENCES, nq_records
+    from rag.answer import RELEVANCE_COLUMNS, AnswerModel, logistic, read_evidence
     from rag.short_answer import find_short_answer
+    from rag.types import Citation
 
-    assistant = Assistant(Settings(home=home))
-    items = nq_dev_items(nq, seed=seed)
-    items = random.Random(seed).sample(items, sample) if sample and sample < len(items) else items
-    f1 = em = given = hit = 0.0
-    step_ms = []
-    for item in items:
-        question, answers = item.question, item.answers
-        answer = assistant.ask(question)
-        hit += float(contains_answer(answer.text, answers))
-        started = time.perf_counter()
-        find_short_answer(question, answer.citations, {c.chunk.id: c.chunk for c in answer.candidates})
-        step_ms.append((time.perf_counter() - started) * 1000)
-        if answer.short_answer:
-            given += 1
-            score = best_f1(answer.short_answer.text, answers)
-            f1, em = f1 + score, em + float(score == 1.0)
-    n = max(len(items), 1)
+    args = argparse.Namespace(nq=nq, nq_withhold=withhold, nq_seed=seed, nq_home=home)
+    records = [
+        r for r in nq_records(args, split, sample) if r.item.answerable and asks_for_short_answer(r.item.question)
+    ]
+    model, abstain = AnswerModel(), Settings().abstain_threshold
+    f1 = em = held = f1_held = best = 0.0
+    for record in records:
+        question, answers = record.item.question, record.item.answers
+        evidence = read_evidence(question, record.candidates, record.idf, model=model, max_sentences=MAX_SENTENCES)
+        if evidence is None or logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance) < abstain:
+            continue
+        chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
+        citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
+        short, _ = find_short_answer(question, citations, {s.chunk.id: s.chunk for s in chosen})
+        score = best_f1(short.text, answers) if short else 0.0
+        f1, em = f1 + score, em + float(score == 1.0)
+        if contains_answer(" ".join(c.quote for c in citations), answers):
+            held += 1
+            f1_held += score
+            spans = [(c.n, s.chunk, s.local_start, s.local_end) for c, s in zip(citations, chosen, strict=True)]
+            scored = score_candidates(question, asks_for_short_answer(question) or "", spans)
+            best += max((best_f1(x.chunk.text[x.phrase.start : x.phrase.end], answers) for x in scored), default=0.0)
+    n = max(len(records), 1)
     return {
-        "questions": len(items),
-        "short_answer_f1": round(f1 / n, 3),
-        "short_answer_em": round(em / n, 3),
-        "with_short_answer": round(given / n, 3),
-        "gold_in_answer_text": round(hit / n, 3),
-        "step_ms_p50": round(statistics.median(step_ms), 2) if step_ms else 0.0,
-        "step_ms_max": round(max(step_ms), 2) if step_ms else 0.0,
+        "questions": len(records),
+        "f1": round(f1 / n, 3),
+        "em": round(em / n, 3),
+        "gold_in_chosen": round(held / n, 3),
+        "f1_given_gold": round(f1_held / max(held, 1), 3),
+        "ceiling_given_gold": round(best / max(held, 1), 3),
     }
 
 
@@ -192,11 +199,18 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--nq", type=Path, default=NQ)
     parser.add_argument("--seed", type=int, default=0, help="Seed of the NQ-open dev/test split.")
     parser.add_argument("--c", type=float, default=1.0, help="Inverse regularisation strength.")
-    parser.add_argument("--home", type=Path, help="Also ask end to end over the NQ-open passages indexed here.")
-    parser.add_argument("--sample", type=int, help="End to end: a seeded sample of this many questions.")
+    parser.add_argument("--withhold", type=float, default=0.2, help="--nq-home: the collection's withheld share.")
+    parser.add_argument(
+        "--nq-home", type=Path, help="Only replay the answer step on the NQ-open dev half indexed in this RAG_HOME."
+    )
+    parser.add_argument("--nq-test-sample", type=int, help="--nq-home: REPORT on a sample of the test half instead.")
     args = parser.parse_args(argv)
-    if args.home:
-        print(f"end to end, NQ-open dev half: {end_to_end(args.home, args.nq, seed=args.seed, sample=args.sample)}")
+    if args.nq_home:
+        split = "test" if args.nq_test_sample else "dev"
+        numbers = replay(
+            args.nq, args.nq_home, seed=args.seed, withhold=args.withhold, split=split, sample=args.nq_test_sample
+        )
+        print(f"NQ-open {split} half, chosen sentences: {numbers}")
         return
     squad, nq = list(squad_examples(args.squad)), list(nq_examples(args.nq, seed=args.seed))
     # Fit on even positions, check on odd ones, so the reported numbers are not the fit's own data.
