@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -94,6 +96,7 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 SENTENCE_FEATURES = (
     "bias",
     "cosine",  # the sentence's stored (late-chunked) vector's cosine to the question
+    "match",  # the fitted match: sentence vector · (MATCH ⊙ question vector), a cosine with learned dimension weights
     "cosine_gap",  # cosine minus the best cosine among all retrieved sentences (<= 0)
     "context_cosine",  # the better cosine of its neighbours in the chunk: answers often follow the matching line
     "lexical",  # share of the question's IDF-weighted terms the sentence holds
@@ -124,12 +127,20 @@ CONFIDENCE_FEATURES = (
     "asks_short",  # the question asks for a short answer at all
     "agree",  # BM25 and the vectors both rank the top chunk first
     "next_logit",  # the best sentence left out (a strong one means the choice is a toss-up)
+    "match",  # best fitted match among the chosen sentences
+    "found",  # share of the question's term weight anywhere in the retrieved chunks (texts and titles)
+    "rarest",  # the question's rarest term is somewhere in the retrieved chunks
 )
-# Relevance reads only how well retrieval matched, never the question's wording: on NQ-open dev (2-fold) these
-# three abstain on 0.29 of the unanswerable questions at the refusal limit, all CONFIDENCE_FEATURES on 0.13 (their
-# many weights, on 119 unanswerable questions, took odd signs, and lexical coverage refuses paraphrases).
+# Relevance reads only how well retrieval matched, never the question's wording. All CONFIDENCE_FEATURES abstained
+# on 0.13 of NQ-open dev's unanswerable questions at the refusal limit (their many weights, on 119 unanswerable
+# questions, took odd signs, and lexical coverage refuses paraphrases); cosine and re-rank score alone on 0.30
+# (2-fold); with `found` and `rarest` on 0.35, refusing fewer: a question whose passage is missing often names a
+# thing no retrieved chunk mentions.
 RELEVANCE_FEATURES = ("bias", "cosine", "rerank")
-RELEVANCE_COLUMNS = [CONFIDENCE_FEATURES.index(name) for name in RELEVANCE_FEATURES]
+# Per-dimension weights of the question–sentence match (HybridSearch.score_sentences), written by
+# `python -m evals.fit answer`; scaled to a root mean square of 1, so all-ones would be the plain cosine.
+MATCH_FILE = Path(__file__).with_name("answer_match.json")
+MATCH = np.asarray(json.loads(MATCH_FILE.read_text(encoding="utf-8"))["weights"], dtype=np.float32)
 NO_NEXT_LOGIT = -5.0  # next_logit when every sentence was chosen
 POOL = 8  # sentences, best first, that the choice considers
 
@@ -139,7 +150,8 @@ class AnswerModel:
     """The fitted weights of extractive answering.
 
     - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
-    - `relevance`: logistic weights over RELEVANCE_FEATURES, P(the documents hold the answer at all), compared
+    - `relevance`: logistic weights over `relevance_features` (of CONFIDENCE_FEATURES), P(the documents hold the
+      answer at all), compared
       with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
       compared with Settings.answer_threshold: at or above it the answer is `answered`, else `uncertain`;
@@ -154,6 +166,7 @@ class AnswerModel:
     sentence: tuple[float, ...] = (
         -4.783,
         1.777,
+        0.0,
         1.317,
         -0.185,
         0.933,
@@ -185,9 +198,17 @@ class AnswerModel:
         -0.641,
         0.226,
         -0.653,
+        0.0,
+        0.0,
+        0.0,
     )
     max_words: int = 50
     word_cost: float = 0.35
+    relevance_features: tuple[str, ...] = RELEVANCE_FEATURES
+
+    def relevance_of(self, features: np.ndarray) -> float:
+        """P(the documents hold the answer) from a row of CONFIDENCE_FEATURES."""
+        return logistic(features[[CONFIDENCE_FEATURES.index(name) for name in self.relevance_features]], self.relevance)
 
 
 @dataclass
@@ -200,6 +221,7 @@ class Sentence:
     index: int
     terms: frozenset[str]
     semantic: float = 0.0
+    match: float = 0.0
     context: float = 0.0
     lexical: float = 0.0
     short: float = 0.0
@@ -253,7 +275,8 @@ class Evidence:
     features: np.ndarray
     signals: dict[str, float]
     kind: str | None
-    missing: list[str]
+    missing: list[str]  # the question's terms the chosen sentences lack
+    unseen: list[str]  # those no retrieved chunk holds
 
 
 # The asked-for noun ("which *city*") is stated by the answer, not named, so it weighs less in lexical coverage.
@@ -284,8 +307,8 @@ def satisfies_type(text: str, kind: str | None) -> bool:
 def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
     """Every distinct sentence of the candidate chunks, in candidate order, with its cosine and its neighbours'.
 
-    Candidates bring their sentences' cosines to the question (HybridSearch.score_sentences); a chunk stored
-    without sentence vectors offers its sentences on their terms alone (cosine 0).
+    Candidates bring their sentences' cosines and matches to the question (HybridSearch.score_sentences); a chunk
+    stored without sentence vectors offers its sentences on their terms alone (cosine and match 0).
     """
     seen: set[tuple[str, int, int]] = set()
     out = []
@@ -294,9 +317,11 @@ def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
         scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
         terms = sentence_terms(chunk.text, tuple((start, end) for start, end, _ in scored))
         cosines = [cosine for *_, cosine in scored]
-        for i, ((start, end, cosine), held) in enumerate(zip(scored, terms, strict=True)):
+        matches = candidate.sentence_match or (0.0,) * len(scored)
+        for i, ((start, end, cosine), held, match) in enumerate(zip(scored, terms, matches, strict=True)):
             neighbours = cosines[max(i - 1, 0) : i] + cosines[i + 1 : i + 2]
-            sentence = Sentence(candidate, start, end, i, held, semantic=cosine, context=max(neighbours, default=0.0))
+            context = max(neighbours, default=0.0)
+            sentence = Sentence(candidate, start, end, i, held, semantic=cosine, match=match, context=context)
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)
@@ -340,6 +365,7 @@ def sentence_features(
             (
                 1.0,
                 s.semantic,
+                s.match,
                 s.semantic - best_cosine,
                 s.context,
                 s.lexical,
@@ -427,6 +453,10 @@ def read_evidence(
         "type_ok": float(type_ok),
     }
     title = max(coverage(weights, frozenset(tokenize(s.chunk.title.replace("_", " ")))) for s in chosen)
+    retrieved = frozenset().union(
+        *(s.terms for s in sentences), *(tokenize(c.chunk.title.replace("_", " ")) for c in candidates)
+    )
+    rarest = max(weights, key=lambda t: weights[t])
     features = np.asarray(
         (
             1.0,
@@ -443,10 +473,13 @@ def read_evidence(
             float(asks_for_short_answer(focus) is not None),
             float(top.bm25_rank == 1 and top.vector_rank == 1),
             left_out[0].logit if left_out else NO_NEXT_LOGIT,
+            max(s.match for s in chosen),
+            coverage(weights, retrieved),
+            float(rarest in retrieved),
         )
     )
     missing = [t for t in weights if t not in found]
-    return Evidence(sentences, chosen, features, signals, kind, missing)
+    return Evidence(sentences, chosen, features, signals, kind, missing, [t for t in missing if t not in retrieved])
 
 
 def logistic(features: np.ndarray, weights: Sequence[float]) -> float:
@@ -489,7 +522,7 @@ def extract_answer(
     )
     if evidence is None:
         return Extraction(ABSTAIN, [], "abstained", 0.0, abstain_threshold, reason="no matching passages")
-    relevance = logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance)
+    relevance = model.relevance_of(evidence.features)
     confidence = logistic(evidence.features, model.confidence)
     status = grade(relevance, confidence, abstain_threshold=abstain_threshold, answer_threshold=answer_threshold)
     signals = {**evidence.signals, "answer_confidence": confidence, "answer_threshold": answer_threshold}
@@ -501,6 +534,8 @@ def extract_answer(
         why = f"best evidence scored {relevance:.2f}, below the {abstain_threshold:.2f} threshold ({signals_text})"
         if evidence.missing:
             why += f"; not found: {', '.join(evidence.missing[:5])}"
+        if evidence.unseen:
+            why += f"; in no retrieved passage: {', '.join(evidence.unseen[:5])}"
         if not evidence.signals["type_ok"]:
             why += f"; no {evidence.kind} in the best passage"
         return Extraction(ABSTAIN, [], "abstained", relevance, abstain_threshold, signals, why)
