@@ -7,19 +7,18 @@ from typing import Any
 SEED_DATASET = "evals/data/seed_qa.jsonl"
 
 # Each gate is (direction, bound). Measured with `rag eval evals/data/seed_qa.jsonl` over corpus/ (extractive,
-# graded answers, 2026-12-02, after the issue-11 refit with the knapsack sentence choice): recall@5 1.000, mrr@10
-# 1.000, answer_accuracy 0.889 (32/36 answered or uncertain with the gold answer; was 36/36: the fitted word price
-# now answers 4 questions with one or two shorter sentences that miss it, see BENCHMARKS.md), answer_f1 0.163,
-# citation_validity 1.000, citation_support 1.000, refusal_rate 0.000, answered_share 0.333 (12/36, was 0: every
-# answer was `uncertain`), answered_precision 1.000, confident_error_rate 0.000, confident_unanswerable_rate 0.000,
-# abstention_recall 0.222 (2/9; the other 7 near-misses are `uncertain`). The seed set is a regression check, never
-# a tuning target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer
-# calibration"). The margins allow about one question's worth of drift (1/36 = 0.028 answerable, 1/9 = 0.111
-# unanswerable).
+# graded answers, 2026-12-02, after the second issue-11 refit: relevance also reads whether the question's terms are
+# anywhere in the retrieved chunks; 60-word budget, word price 0.5): recall@5 1.000, mrr@10 1.000, answer_accuracy
+# 0.944 (34/36 answered or uncertain with the gold answer; 32/36 after the first refit, 36/36 before it), answer_f1
+# 0.186, citation_validity 1.000, citation_support 1.000, refusal_rate 0.000, answered_share 0.306 (11/36),
+# answered_precision 1.000, confident_error_rate 0.000, confident_unanswerable_rate 0.000, abstention_recall 0.556
+# (5/9, was 2/9; the other 4 near-misses are `uncertain`). The seed set is a regression check, never a tuning
+# target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer calibration"). The
+# margins allow about one question's worth of drift (1/36 = 0.028 answerable, 1/9 = 0.111 unanswerable).
 SEED_GATES: dict[str, tuple[str, float]] = {
     "recall@5": (">=", 0.97),
     "mrr@10": (">=", 0.97),
-    "answer_accuracy": (">=", 0.86),
+    "answer_accuracy": (">=", 0.91),
     "answer_f1": (">=", 0.135),
     "citation_validity": (">=", 1.0),
     "citation_support": (">=", 0.97),
@@ -28,6 +27,7 @@ SEED_GATES: dict[str, tuple[str, float]] = {
     "answered_precision": (">=", 0.97),
     "confident_unanswerable_rate": ("<=", 0.0),
     "confident_error_rate": ("<=", 0.03),
+    "abstention_recall": (">=", 0.44),
 }
 
 
@@ -55,19 +55,22 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # short-answer scores the answer model reads as features (AnswerModel not refit): answer_accuracy 0.9 -> 0.925,
 # answered_share 0.45 -> 0.425 (17/40), confident_unanswerable_rate 0.5 -> 0.375 (6 of 16), answer_words 43.925 ->
 # 44.175.
+# 2026-12-02 (second answer refit: relevance over cosine, re-rank, `found`, `rarest`; 60-word budget, price 0.5):
+# abstention_recall 0.0 -> 0.062 (1 of 16), refusal_rate 0.0 -> 0.025 (1 of 40), answer_accuracy 0.925 -> 0.9,
+# answer_words 44.175 -> 40.769, short_answer_f1 0.592 -> 0.565.
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
     "mrr@10": 0.931,
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
-    "answer_accuracy": 0.925,
-    "answer_words": 44.175,
-    "short_answer_f1": 0.592,
+    "answer_accuracy": 0.9,
+    "answer_words": 40.769,
+    "short_answer_f1": 0.565,
     "citation_validity": 1.0,
-    "refusal_rate": 0.0,
+    "refusal_rate": 0.025,
     "answered_share": 0.425,
     "confident_error_rate": 0.0,
     "confident_unanswerable_rate": 0.375,
-    "abstention_recall": 0.0,
+    "abstention_recall": 0.062,
 }

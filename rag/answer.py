@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -96,7 +94,6 @@ QUESTION_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
 SENTENCE_FEATURES = (
     "bias",
     "cosine",  # the sentence's stored (late-chunked) vector's cosine to the question
-    "match",  # the fitted match: sentence vector · (MATCH ⊙ question vector), a cosine with learned dimension weights
     "cosine_gap",  # cosine minus the best cosine among all retrieved sentences (<= 0)
     "context_cosine",  # the better cosine of its neighbours in the chunk: answers often follow the matching line
     "lexical",  # share of the question's IDF-weighted terms the sentence holds
@@ -127,7 +124,6 @@ CONFIDENCE_FEATURES = (
     "asks_short",  # the question asks for a short answer at all
     "agree",  # BM25 and the vectors both rank the top chunk first
     "next_logit",  # the best sentence left out (a strong one means the choice is a toss-up)
-    "match",  # best fitted match among the chosen sentences
     "found",  # share of the question's term weight anywhere in the retrieved chunks (texts and titles)
     "rarest",  # the question's rarest term is somewhere in the retrieved chunks
 )
@@ -136,11 +132,7 @@ CONFIDENCE_FEATURES = (
 # questions, took odd signs, and lexical coverage refuses paraphrases); cosine and re-rank score alone on 0.30
 # (2-fold); with `found` and `rarest` on 0.35, refusing fewer: a question whose passage is missing often names a
 # thing no retrieved chunk mentions.
-RELEVANCE_FEATURES = ("bias", "cosine", "rerank")
-# Per-dimension weights of the question–sentence match (HybridSearch.score_sentences), written by
-# `python -m evals.fit answer`; scaled to a root mean square of 1, so all-ones would be the plain cosine.
-MATCH_FILE = Path(__file__).with_name("answer_match.json")
-MATCH = np.asarray(json.loads(MATCH_FILE.read_text(encoding="utf-8"))["weights"], dtype=np.float32)
+RELEVANCE_FEATURES = ("bias", "cosine", "rerank", "found", "rarest")
 NO_NEXT_LOGIT = -5.0  # next_logit when every sentence was chosen
 POOL = 8  # sentences, best first, that the choice considers
 
@@ -151,8 +143,7 @@ class AnswerModel:
 
     - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
     - `relevance`: logistic weights over `relevance_features` (of CONFIDENCE_FEATURES), P(the documents hold the
-      answer at all), compared
-      with Settings.abstain_threshold: below it the answer abstains;
+      answer at all), compared with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
       compared with Settings.answer_threshold: at or above it the answer is `answered`, else `uncertain`;
     - the answer is the set of at most max_sentences of the best POOL sentences, within `max_words` together,
@@ -164,46 +155,44 @@ class AnswerModel:
     """
 
     sentence: tuple[float, ...] = (
-        -4.783,
-        1.777,
-        0.0,
-        1.317,
-        -0.185,
-        0.933,
-        0.22,
-        0.71,
-        -0.43,
-        1.369,
-        1.091,
-        0.775,
-        0.401,
-        -0.066,
-        -0.97,
-        1.01,
-        -0.98,
-    )
-    relevance: tuple[float, ...] = (-4.775, 2.229, 2.53)
-    confidence: tuple[float, ...] = (
-        -3.053,
-        0.389,
-        0.812,
-        0.928,
-        0.254,
-        0.1,
-        0.856,
-        0.42,
-        0.812,
-        0.23,
-        1.006,
-        -0.641,
+        -4.781,
+        1.713,
+        1.271,
+        -0.153,
+        0.893,
         0.226,
-        -0.653,
-        0.0,
-        0.0,
-        0.0,
+        0.69,
+        -0.391,
+        1.336,
+        1.104,
+        0.77,
+        0.403,
+        -0.108,
+        -0.988,
+        1.279,
+        -0.921,
     )
-    max_words: int = 50
-    word_cost: float = 0.35
+    relevance: tuple[float, ...] = (-5.499, 2.096, 2.212, 1.444, 0.223)
+    confidence: tuple[float, ...] = (
+        -2.636,
+        0.373,
+        1.094,
+        1.781,
+        0.343,
+        0.064,
+        0.54,
+        -0.065,
+        0.842,
+        -0.078,
+        0.817,
+        -0.549,
+        0.438,
+        -0.652,
+        0.287,
+        -0.169,
+    )
+    max_words: int = 60
+    word_cost: float = 0.5
     relevance_features: tuple[str, ...] = RELEVANCE_FEATURES
 
     def relevance_of(self, features: np.ndarray) -> float:
@@ -221,7 +210,6 @@ class Sentence:
     index: int
     terms: frozenset[str]
     semantic: float = 0.0
-    match: float = 0.0
     context: float = 0.0
     lexical: float = 0.0
     short: float = 0.0
@@ -307,8 +295,8 @@ def satisfies_type(text: str, kind: str | None) -> bool:
 def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
     """Every distinct sentence of the candidate chunks, in candidate order, with its cosine and its neighbours'.
 
-    Candidates bring their sentences' cosines and matches to the question (HybridSearch.score_sentences); a chunk
-    stored without sentence vectors offers its sentences on their terms alone (cosine and match 0).
+    Candidates bring their sentences' cosines to the question (HybridSearch.score_sentences); a chunk stored
+    without sentence vectors offers its sentences on their terms alone (cosine 0).
     """
     seen: set[tuple[str, int, int]] = set()
     out = []
@@ -317,11 +305,9 @@ def split_sentences(candidates: Sequence[Candidate]) -> list[Sentence]:
         scored = candidate.sentence_scores or tuple((start, end, 0.0) for start, end in sentence_spans(chunk.text))
         terms = sentence_terms(chunk.text, tuple((start, end) for start, end, _ in scored))
         cosines = [cosine for *_, cosine in scored]
-        matches = candidate.sentence_match or (0.0,) * len(scored)
-        for i, ((start, end, cosine), held, match) in enumerate(zip(scored, terms, matches, strict=True)):
+        for i, ((start, end, cosine), held) in enumerate(zip(scored, terms, strict=True)):
             neighbours = cosines[max(i - 1, 0) : i] + cosines[i + 1 : i + 2]
-            context = max(neighbours, default=0.0)
-            sentence = Sentence(candidate, start, end, i, held, semantic=cosine, match=match, context=context)
+            sentence = Sentence(candidate, start, end, i, held, semantic=cosine, context=max(neighbours, default=0.0))
             if sentence.doc_span not in seen:
                 seen.add(sentence.doc_span)
                 out.append(sentence)
@@ -365,7 +351,6 @@ def sentence_features(
             (
                 1.0,
                 s.semantic,
-                s.match,
                 s.semantic - best_cosine,
                 s.context,
                 s.lexical,
@@ -473,7 +458,6 @@ def read_evidence(
             float(asks_for_short_answer(focus) is not None),
             float(top.bm25_rank == 1 and top.vector_rank == 1),
             left_out[0].logit if left_out else NO_NEXT_LOGIT,
-            max(s.match for s in chosen),
             coverage(weights, retrieved),
             float(rarest in retrieved),
         )

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rag import news
-from rag.answer import MATCH, Extraction, answer_text, extract_answer, verify_citation
+from rag.answer import Extraction, answer_text, extract_answer, verify_citation
 from rag.bm25 import BM25Index
 from rag.condense import answer_quotes, condense_question
 from rag.dates import iso, parse_iso, require_date
@@ -188,7 +188,7 @@ class Assistant:
         index = self.search.bm25()
         context = candidates + self.earlier_answer_chunks(history, index, exclude={c.chunk.id for c in candidates})
         retrieved_ms = elapsed_ms(started)
-        context = self.search.score_sentences(context, self.search.query_vector(question), MATCH)
+        context = self.search.score_sentences(context, self.search.query_vector(question))
         extraction = extract_answer(
             question,
             context,

@@ -219,24 +219,16 @@ class HybridSearch:
         scored = [(i, float((found.vectors @ vector).max())) for i in chunk_ids if (found := stored.get(i)) is not None]
         return sorted(scored, key=lambda pair: -pair[1])[:n]
 
-    def score_sentences(
-        self, candidates: list[Candidate], vector: Sequence[float], match: np.ndarray | None = None
-    ) -> list[Candidate]:
-        """The candidates with each sentence's cosine to the vector, from the stored sentence vectors.
-
-        Given per-dimension match weights (rag.answer.MATCH), also each sentence's match: its vector · (match ⊙ vector).
-        """
+    def score_sentences(self, candidates: list[Candidate], vector: Sequence[float]) -> list[Candidate]:
+        """The candidates with each sentence's cosine to the vector, from the stored sentence vectors."""
         stored = self.store.sentence_vectors([c.chunk.id for c in candidates])
         query = np.asarray(vector, dtype=np.float32)
-        weighted = None if match is None else (match * query).astype(np.float32)
         scored = []
         for candidate in candidates:
             found = stored.get(candidate.chunk.id)
             spans = () if found is None else zip(found.spans, (found.vectors @ query).tolist(), strict=True)
-            update: dict[str, object] = {"sentence_scores": tuple((start, end, cos) for (start, end), cos in spans)}
-            if found is not None and weighted is not None:
-                update["sentence_match"] = tuple((found.vectors @ weighted).tolist())
-            scored.append(candidate.model_copy(update=update))
+            sentence_scores = tuple((start, end, cosine) for (start, end), cosine in spans)
+            scored.append(candidate.model_copy(update={"sentence_scores": sentence_scores}))
         return scored
 
     def rerank_features(self, query: str, candidates: list[Candidate]) -> list[tuple[Candidate, Features]]:

@@ -74,10 +74,6 @@ class Candidate(BaseModel):
     sentence_scores: tuple[tuple[int, int, float], ...] = Field(
         default=(), description="(start, end, cosine to the query) of each sentence, offsets into the chunk."
     )
-    sentence_match: tuple[float, ...] = Field(
-        default=(),
-        description="Each sentence's fitted match to the query (rag.answer.MATCH), in sentence_scores' order.",
-    )
 
 
 class Citation(BaseModel):

@@ -5,12 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import CORPUS, REPO
 
 from rag.answer import (
-    MATCH,
     answer_text,
     choose_sentences,
     grade,
@@ -133,26 +131,6 @@ def test_sentences_are_chosen_for_the_most_answer_per_word():
     # A budget too small for two leaves the best alone; one sentence at most means one.
     assert texts(word_cost=1.0, max_words=2) == ["One two three four five."]
     assert texts(word_cost=0.0, max_words=100, max_sentences=1) == ["One two three four five."]
-
-
-def test_the_fitted_match_is_a_cosine_with_weighted_dimensions(seeded_assistant: Assistant):
-    search = seeded_assistant.search
-    question = "Which city was the contingent of Kenyan officers headed to?"
-    vector = search.query_vector(question)
-    found = seeded_assistant.retrieve(question, k=2)
-    assert MATCH.shape == (len(vector),) and abs(float(np.sqrt(np.mean(MATCH**2))) - 1.0) < 1e-3
-    plain = search.score_sentences(found, vector)
-    assert all(c.sentence_match == () for c in plain)  # no weights, no match
-    # All-ones weights are the plain cosine; the fitted ones weigh each product question × sentence dimension.
-    ones = search.score_sentences(found, vector, np.ones_like(MATCH))
-    stored = seeded_assistant.store.sentence_vectors([c.chunk.id for c in found])
-    for candidate in ones:
-        assert candidate.sentence_match == pytest.approx([cos for *_, cos in candidate.sentence_scores], abs=1e-5)
-    fitted = search.score_sentences(found, vector, MATCH)
-    for candidate in fitted:
-        by_hand = stored[candidate.chunk.id].vectors @ (MATCH * np.asarray(vector, dtype=np.float32))
-        assert candidate.sentence_match == pytest.approx(by_hand.tolist(), abs=1e-5)
-        assert [s.match for s in split_sentences([candidate])] == list(candidate.sentence_match)
 
 
 def test_short_answer_scores_are_read_inside_the_extraction():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import math
 import random
@@ -35,8 +34,6 @@ from evals.nq import NQ_FORMAT
 from evals.runner import Dataset, load_dataset, prepare_collection
 from rag.answer import (
     CONFIDENCE_FEATURES,
-    MATCH,
-    MATCH_FILE,
     RELEVANCE_FEATURES,
     SENTENCE_FEATURES,
     AnswerModel,
@@ -52,11 +49,10 @@ from rag.prompts import UNCERTAIN
 from rag.settings import Settings
 from rag.short_answer import asks_for_short_answer, find_short_answer
 from rag.text import sentence_spans
-from rag.types import Candidate, Citation, SentenceVectors
+from rag.types import Candidate, Citation
 
 SQUAD_BENCH_SAMPLE, SQUAD_BENCH_SEED = 500, 0  # the benchmark's sample: kept out of the fit
 L2 = 1.0
-MATCH_L2 = 10.0
 WORD_BUDGETS = (50, 60, 70, 80, 90)
 WORD_COSTS = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))
 MAX_SENTENCES = 3
@@ -69,17 +65,12 @@ MIN_ANSWERED_PRECISION = 0.91
 
 @dataclass
 class Record:
-    """One dev question, retrieved: its candidates (sentence cosines filled, no match) and its key-term weights.
-
-    Also its vector and its candidates' sentence vectors (one dict shared by every record of the collection).
-    """
+    """One dev question with its retrieved candidates (sentence cosines filled) and its key-term weights."""
 
     dataset: str
     item: QAItem
     idf: dict[str, float]
     candidates: list[Candidate]
-    query: np.ndarray
-    vectors: dict[str, SentenceVectors]
 
 
 def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache_dir: Path) -> list[Record]:
@@ -102,7 +93,6 @@ def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache
                 row = {
                     "id": item.id,
                     "idf": question_weights(item.question, index),
-                    "vector": assistant.search.query_vector(item.question),
                     "candidates": [c.model_dump(mode="json") for c in scored],
                 }
                 out.write(json.dumps(row) + "\n")
@@ -110,47 +100,15 @@ def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache
                 cached[item.id] = row
                 if done % 100 == 0:
                     print(f"  {name}: retrieved {done}/{len(missing)}", flush=True)
-    records = [
+    return [
         Record(
             name,
             item,
             cached[item.id]["idf"],
             [Candidate.model_validate(c) for c in cached[item.id]["candidates"]],
-            np.asarray(cached[item.id]["vector"], dtype=np.float32),
-            {},
         )
         for item in items
     ]
-    ids = sorted({c.chunk.id for r in records for c in r.candidates})
-    vectors: dict[str, SentenceVectors] = {}
-    for start in range(0, len(ids), 500):
-        vectors.update(assistant.store.sentence_vectors(ids[start : start + 500]))
-    for record in records:
-        record.vectors = vectors
-    return records
-
-
-def with_match(record: Record, match: np.ndarray | None) -> Record:
-    """The record with its candidates' sentence matches filled as HybridSearch.score_sentences fills them."""
-    if match is None:
-        return record
-    weighted = (match * record.query).astype(np.float32)
-    candidates = []
-    for candidate in record.candidates:
-        found = record.vectors.get(candidate.chunk.id)
-        matches = () if found is None else tuple((found.vectors @ weighted).tolist())
-        candidates.append(candidate.model_copy(update={"sentence_match": matches}))
-    return replace(record, candidates=candidates)
-
-
-def interactions(record: Record, sentences: Sequence[Any]) -> np.ndarray:
-    """The products question ⊙ sentence vector for each sentence (zeros where its chunk has no stored vectors)."""
-    rows = np.zeros((len(sentences), record.query.shape[0]))
-    for i, s in enumerate(sentences):
-        found = record.vectors.get(s.chunk.id)
-        if found is not None:
-            rows[i] = found.vectors[found.spans.index((s.local_start, s.local_end))] * record.query
-    return rows
 
 
 def assistant_for(collection: str, home: Path | None = None) -> Assistant:
@@ -230,37 +188,21 @@ def holds_gold(text: str, record: Record) -> bool:
     return record.item.answerable and contains_answer(text, record.item.answers)
 
 
-def fit_sentences(records: Sequence[Record], match_l2: float | None) -> tuple[tuple[float, ...], np.ndarray | None]:
-    """The sentence model and the match weights (None: no match), fitted together.
-
-    One logistic regression over SENTENCE_FEATURES and the 384 products question ⊙ sentence vector, whose
-    coefficients are the match weights (penalised by match_l2, so they shrink towards nothing beyond the plain
-    cosine feature). They are scaled to a root mean square of 1 and the scale becomes the `match` feature's weight.
-    Each answerable question's sentences weigh 1 in all, so long contexts don't dominate.
-    """
+def fit_sentences(records: Sequence[Record]) -> tuple[float, ...]:
+    """The sentence model: each answerable question's sentences weigh 1 in all, so long contexts don't dominate."""
     rows, labels, weights = [], [], []
     for record in records:
         if not record.item.answerable:
             continue
-        table = sentence_table(record.item.question, record.candidates, record.idf)  # no match yet: column 0
+        table = sentence_table(record.item.question, record.candidates, record.idf)
         if table is None:
             continue
         sentences, x, *_ = table
-        rows.append(x if match_l2 is None else np.hstack([x, interactions(record, sentences)]))
+        rows.append(x)
         labels += [float(holds_gold(s.text, record)) for s in sentences]
         weights += [1.0 / len(sentences)] * len(sentences)
-    x = np.vstack(rows)
-    penalty = np.full(x.shape[1], L2)
-    penalty[len(SENTENCE_FEATURES) :] = match_l2 or 0.0
-    beta = fit_logistic(x, np.asarray(labels), np.asarray(weights), l2=penalty)
-    base = beta[: len(SENTENCE_FEATURES)]
-    match = None
-    if match_l2 is not None:
-        coefficients = beta[len(SENTENCE_FEATURES) :]
-        scale = float(np.sqrt(np.mean(coefficients**2)))
-        base[SENTENCE_FEATURES.index("match")] = scale
-        match = (coefficients / scale).astype(np.float32)
-    return tuple(round(float(b), 3) for b in base), match
+    beta = fit_logistic(np.vstack(rows), np.asarray(labels), np.asarray(weights))
+    return tuple(round(float(b), 3) for b in beta)
 
 
 def lead_text(record: Record, n: int) -> str:
@@ -289,10 +231,10 @@ class Outcome:
     confidence: float
 
 
-def answer_all(records: Sequence[Record], model: AnswerModel, match: np.ndarray | None) -> list[Outcome]:
-    """Run the answer step of `model` (with the match weights) over cached retrieval."""
+def answer_all(records: Sequence[Record], model: AnswerModel) -> list[Outcome]:
+    """Run the answer step of `model` over cached retrieval."""
     out = []
-    for record in map(with_match, records, itertools.repeat(match)):
+    for record in records:
         evidence = read_evidence(
             record.item.question, record.candidates, record.idf, model=model, max_sentences=MAX_SENTENCES
         )
@@ -313,14 +255,12 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def choose_budget(
-    records: Sequence[Record], model: AnswerModel, match: np.ndarray | None, lead2_words: float, *, say: bool
-) -> AnswerModel:
+def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: float, *, say: bool) -> AnswerModel:
     """The word budget and word cost with the most gold answers on NQ dev, no longer than lead-2 on average."""
     answerable = [r for r in records if r.item.answerable]
     # Scores don't depend on the budget: rank each question's sentences once, then replay only the choice.
     ranked = []
-    for outcome in answer_all(answerable, model, match):
+    for outcome in answer_all(answerable, model):
         if outcome.evidence is not None:
             ranked.append((outcome.record, sorted(outcome.evidence.sentences, key=lambda s: -s.logit)))
     best: tuple[float, AnswerModel] | None = None
@@ -460,8 +400,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rtqa-collection", default="rtqa2022")
     parser.add_argument("--rtqa-neg-collection", default="rtqa2022-neg", help="corpus_neg's collection; '' skips it")
     parser.add_argument("--rtqa-home", type=Path, help="RAG_HOME holding the RealTimeQA collections (default RAG_HOME)")
-    parser.add_argument("--match-l2", type=float, default=MATCH_L2, help="the match weights' penalty; < 0: no match")
-    parser.add_argument("--write-match", action="store_true", help=f"write the fitted match weights to {MATCH_FILE}")
     parser.add_argument(
         "--relevance",
         nargs="+",
@@ -469,27 +407,26 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="the relevance model's CONFIDENCE_FEATURES, comma-separated, bias implied (--cv tries each given)",
     )
     parser.add_argument(
-        "--cv", type=float, nargs="+", help="only cross-validate on NQ dev (2-fold), once per match L2 given"
+        "--cv", action="store_true", help="only cross-validate on NQ dev (2-fold), once per --relevance given"
     )
     return parser.parse_args(list(argv))
 
 
 @dataclass
 class Fit:
-    """Everything the answer step is fitted to: the model, the match weights (None: none) and both thresholds."""
+    """Everything the answer step is fitted to: the model and both thresholds."""
 
     model: AnswerModel
-    match: np.ndarray | None
     abstain: float
     answer: float
 
 
-def fit_all(records: Sequence[Record], match_l2: float | None, relevance: tuple[str, ...], *, say: bool = True) -> Fit:
-    """Fit the sentence model (with the match), the word budget, relevance, confidence and the thresholds."""
+def fit_all(records: Sequence[Record], relevance: tuple[str, ...], *, say: bool = True) -> Fit:
+    """Fit the sentence model, the word budget, relevance, confidence and the thresholds."""
     say_ = print if say else (lambda *_: None)
     tuning = [r for r in records if r.dataset == "nq-dev"] or list(records)
     # The budget is tuned on NQ dev when given (the real-question target), else on everything.
-    sentence, match = fit_sentences(records, match_l2)
+    sentence = fit_sentences(records)
     # The grading models are fitted after the sentence choice.
     model = AnswerModel(
         sentence=sentence,
@@ -500,8 +437,8 @@ def fit_all(records: Sequence[Record], match_l2: float | None, relevance: tuple[
     lead2 = mean([words(lead_text(r, 2)) for r in tuning if r.item.answerable])
     say_(f"sentence model: {dict(zip(SENTENCE_FEATURES, model.sentence, strict=True))}")
     say_(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
-    model = choose_budget(tuning, model, match, lead2, say=say)
-    outcomes = answer_all(records, model, match)
+    model = choose_budget(tuning, model, lead2, say=say)
+    outcomes = answer_all(records, model)
     model = replace(
         model,
         relevance=fit_confidence(outcomes, "answerable", model),
@@ -509,10 +446,10 @@ def fit_all(records: Sequence[Record], match_l2: float | None, relevance: tuple[
     )
     say_(f"relevance model: {dict(zip(relevance, model.relevance, strict=True))}")
     say_(f"confidence model: {dict(zip(CONFIDENCE_FEATURES, model.confidence, strict=True))}")
-    outcomes = answer_all(records, model, match)
+    outcomes = answer_all(records, model)
     tuned = [o for o in outcomes if o.record.dataset in REAL_QUESTIONS] or outcomes
     abstain, answer = choose_thresholds(tuned)
-    return Fit(model, match, abstain, answer)
+    return Fit(model, abstain, answer)
 
 
 def fold(record: Record) -> int:
@@ -520,22 +457,22 @@ def fold(record: Record) -> int:
     return int(hashlib.sha256(record.item.id.encode()).hexdigest(), 16) % 2
 
 
-def cross_validate(records: Sequence[Record], match_l2: float | None, relevance: tuple[str, ...]) -> None:
+def cross_validate(records: Sequence[Record], relevance: tuple[str, ...]) -> None:
     """2-fold cross-validation on NQ dev by question id: fit on one half (and every other set), report the other."""
     held_out: list[Outcome] = []
     fits = []
     for half in (0, 1):
         train = [r for r in records if r.dataset != "nq-dev" or fold(r) != half]
-        fit = fit_all(train, match_l2, relevance, say=False)
+        fit = fit_all(train, relevance, say=False)
         fits.append(fit)
         test = [r for r in records if r.dataset == "nq-dev" and fold(r) == half]
-        outcomes = answer_all(test, fit.model, fit.match)
+        outcomes = answer_all(test, fit.model)
         # Each half is read with its own thresholds: pool the statuses, not the scores.
         held_out += [
             replace(o, relevance=float(o.relevance >= fit.abstain), confidence=float(o.confidence >= fit.answer))
             for o in outcomes
         ]
-    report(f"nq-dev 2-fold (match L2 {match_l2}, relevance over {', '.join(relevance)})", held_out, 1.0, 1.0)
+    report(f"nq-dev 2-fold (relevance over {', '.join(relevance)})", held_out, 1.0, 1.0)
     for fit in fits:
         print(
             f"  fold fit: budget {fit.model.max_words}, word cost {fit.model.word_cost}, thresholds "
@@ -544,27 +481,25 @@ def cross_validate(records: Sequence[Record], match_l2: float | None, relevance:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Retrieve (or load the cache), fit, and write the match weights and print the AnswerModel and thresholds."""
+    """Retrieve (or load the cache), fit, and print the AnswerModel and thresholds to write into rag/."""
     args = parse(argv)
     records = load_records(args)
     by_dataset: dict[str, list[Record]] = {}
     for record in records:
         by_dataset.setdefault(record.dataset, []).append(record)
     print("questions:", {name: len(rs) for name, rs in by_dataset.items()})
-    match_l2 = None if args.match_l2 < 0 else args.match_l2
     if args.cv:
-        for l2 in args.cv:
-            for relevance in args.relevance:
-                cross_validate(records, None if l2 < 0 else l2, ("bias", *relevance.split(",")))
+        for relevance in args.relevance:
+            cross_validate(records, ("bias", *relevance.split(",")))
         return
-    fit = fit_all(records, match_l2, ("bias", *args.relevance[0].split(",")))
-    outcomes = answer_all(records, fit.model, fit.match)
+    fit = fit_all(records, ("bias", *args.relevance[0].split(",")))
+    outcomes = answer_all(records, fit.model)
     for name in by_dataset:
         report(name, [o for o in outcomes if o.record.dataset == name], fit.abstain, fit.answer)
     if args.nq and args.nq_test_sample:
         # Reported after every choice is made, and never fed back: the test half only measures.
         test = nq_records(args, "test", args.nq_test_sample)
-        report("nq-test (report only)", answer_all(test, fit.model, fit.match), fit.abstain, fit.answer)
+        report("nq-test (report only)", answer_all(test, fit.model), fit.abstain, fit.answer)
     model = fit.model
     print()
     print(f"AnswerModel(sentence={model.sentence},\n            relevance={model.relevance},")
@@ -572,7 +507,3 @@ def main(argv: Sequence[str]) -> None:
     print(f"            max_words={model.max_words}, word_cost={model.word_cost})")
     print(f"abstain_threshold={fit.abstain}  answer_threshold={fit.answer}")
     assert math.isfinite(sum(model.sentence) + sum(model.relevance) + sum(model.confidence))
-    if args.write_match:
-        weights = [1.0] * len(MATCH) if fit.match is None else [round(float(w), 4) for w in fit.match]
-        MATCH_FILE.write_text(json.dumps({"fitted_by": "python -m evals.fit answer", "weights": weights}) + "\n")
-        print(f"wrote {MATCH_FILE}")

@@ -77,7 +77,7 @@ def score_questions(settings: Settings, items: Sequence[QAItem], gold: Gold, *, 
             "bm25": search.bm25_ranking(item.question, settings.candidates),
             "vector": search.vector_ranking(item.question, settings.candidates),
         }
-        fused = fuse(rankings, weights, rrf_k=settings.rrf_k)[: settings.candidates]
+        fused = search.candidates(fuse(rankings, weights, rrf_k=settings.rrf_k)[: settings.candidates])
         scored = search.rerank_features(item.question, fused)
         flags = [gold(c.chunk, item) for c, _ in scored]
         baseline_hit = None

@@ -155,7 +155,7 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, samp
     sentences hold a gold answer, `f1_given_gold` the F1 over those, and `ceiling_given_gold` their best candidate's F1.
     """
     from evals.fit.answer import MAX_SENTENCES, nq_records
-    from rag.answer import RELEVANCE_COLUMNS, AnswerModel, logistic, read_evidence
+    from rag.answer import AnswerModel, read_evidence
     from rag.short_answer import find_short_answer
     from rag.types import Citation
 
@@ -168,7 +168,7 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, samp
     for record in records:
         question, answers = record.item.question, record.item.answers
         evidence = read_evidence(question, record.candidates, record.idf, model=model, max_sentences=MAX_SENTENCES)
-        if evidence is None or logistic(evidence.features[RELEVANCE_COLUMNS], model.relevance) < abstain:
+        if evidence is None or model.relevance_of(evidence.features) < abstain:
             continue
         chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
         citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
