@@ -195,9 +195,14 @@ class AnswerModel:
     word_cost: float = 0.5
     relevance_features: tuple[str, ...] = RELEVANCE_FEATURES
 
+    @property
+    def relevance_columns(self) -> list[int]:
+        """Where relevance_features sit in a row of CONFIDENCE_FEATURES."""
+        return [CONFIDENCE_FEATURES.index(name) for name in self.relevance_features]
+
     def relevance_of(self, features: np.ndarray) -> float:
         """P(the documents hold the answer) from a row of CONFIDENCE_FEATURES."""
-        return logistic(features[[CONFIDENCE_FEATURES.index(name) for name in self.relevance_features]], self.relevance)
+        return logistic(features[self.relevance_columns], self.relevance)
 
 
 @dataclass

@@ -298,17 +298,17 @@ class HybridSearch:
         finally:
             self._pinned.index = None
 
-    def recent(self, scope: DateScope, dates: ChunkDates) -> TimeWindow | None:
+    def recent(self, scope: DateScope, dates: ChunkDates, visible: np.ndarray) -> TimeWindow | None:
         """The recency prior's window, or None when it is off or would separate nothing.
 
-        It needs visible documents both in it and dated before it: in a collection of one date, or of undated
-        documents only, every candidate would gain the same, so the ranking and the scores stay as they were.
+        It needs visible documents (`visible`: the scope's mask over the snapshot) both in it and dated before it: in
+        a collection of one date, or of undated documents only, every candidate would gain the same, so the ranking
+        and the scores stay as they were.
         """
         if not (self.settings.recency_weight or self.settings.recency_boost):
             return None
         start = scope.as_of - timedelta(days=self.settings.recency_days - 1)
         recent = TimeWindow(start, scope.as_of, f"the {self.settings.recency_days} days up to as_of")
-        visible = dates.visible(scope)
         is_recent = dates.within(recent) & visible
         is_older = visible & (dates.ordinals > 0) & (dates.ordinals < start.toordinal())
         return recent if is_recent.any() and is_older.any() else None
@@ -321,19 +321,20 @@ class HybridSearch:
         scope = scope or self.scope(query, where)
         index, dates = self.bm25(), self.dates()
         # What the question may see, as a mask over the snapshot; None when it sees everything.
-        keep = dates.visible(scope) if scope.hides_any(dates.newest) else None
+        visible = dates.visible(scope)
+        keep = visible if scope.hides_any(dates.newest) else None
         if equality:
             matching = index.mask(self.store.chunk_ids(chroma_where(equality)))
             keep = matching if keep is None else keep & matching
         window = scope.window if scope.window and dates.within(scope.window).any() else None
         window_weight, window_boost = self.settings.window_weight, self.settings.window_boost
-        if window is None and (recent := self.recent(scope, dates)) is not None:
+        if window is None and (recent := self.recent(scope, dates, visible)) is not None:
             window, window_weight, window_boost = recent, self.settings.recency_weight, self.settings.recency_boost
         rankings: dict[str, Ranking] = {}
         if method in ("hybrid", "bm25"):
             rankings["bm25"] = self.bm25_ranking(query, depth, keep)
             if window is not None and window_weight:
-                in_window = dates.within(window) & dates.visible(scope)
+                in_window = dates.within(window) & visible
                 rankings["window"] = masked_bm25(index, query, in_window if keep is None else in_window & keep, depth)
         if method in ("hybrid", "vector"):
             rankings["vector"] = self.vector_ranking(query, depth, equality, keep)

@@ -299,9 +299,7 @@ def fit_confidence(outcomes: Sequence[Outcome], label: str, model: AnswerModel) 
         for o in outcomes
         if o.evidence is not None and (o.record.item.answerable or o.record.dataset in REAL_QUESTIONS)
     ]
-    columns = (
-        [CONFIDENCE_FEATURES.index(name) for name in model.relevance_features] if label == "answerable" else slice(None)
-    )
+    columns = model.relevance_columns if label == "answerable" else slice(None)
     x = np.vstack([o.evidence.features[columns] for o in scored if o.evidence is not None])
     y = np.asarray([float(o.gold if label == "gold" else o.record.item.answerable) for o in scored])
     beta = fit_logistic(x, y, np.ones(len(scored)))
