@@ -18,16 +18,26 @@ STARTUP_S = 120.0  # imports on a loaded machine; the wait ends as soon as the C
 
 
 def open_writer_once_read(fifo: Path, proc: subprocess.Popen[str]) -> int:
-    """Wait until the CLI has the FIFO open for reading (a non-blocking writer succeeds only then)."""
+    """Wait until the CLI sleeps in read() on the FIFO, then return the writer end (held open: no EOF).
+
+    A non-blocking writer opens only once the CLI has opened the FIFO for reading. That is not enough: a SIGINT
+    that lands between its open() and its read() is handled by Python's C handler, yet the read that follows
+    blocks for good (the CI run of 2026-12-02 hung 120 s). A signal that interrupts the sleeping read() always
+    surfaces as KeyboardInterrupt, so wait for the kernel to report the main thread in pipe_read.
+    """
     deadline = time.monotonic() + STARTUP_S
+    writer = None
     while True:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
+        if writer is None:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+        if writer is not None and "pipe_read" in Path(f"/proc/{proc.pid}/wchan").read_text():
+            return writer
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the CLI never opened --history"
+        assert time.monotonic() < deadline, "the CLI never blocked reading --history"
         time.sleep(0.05)
 
 
