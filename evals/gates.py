@@ -13,7 +13,9 @@ SEED_DATASET = "evals/data/seed_qa.jsonl"
 # 0.186, citation_validity 1.000, citation_support 1.000, refusal_rate 0.000, answered_share 0.306 (11/36),
 # answered_precision 1.000, confident_error_rate 0.000, confident_unanswerable_rate 0.000, abstention_recall 0.556
 # (5/9, was 2/9; the other 4 near-misses are `uncertain`). The seed set is a regression check, never a tuning
-# target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer calibration"). The
+# target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer calibration").
+# Third refit (the budget's word count, 60 words at 0.45, answer threshold 0.835): answered_share 0.306 -> 0.389
+# (14/36, all holding gold), answer_f1 0.191; every other value as above. The
 # margins allow about one question's worth of drift (1/36 = 0.028 answerable, 1/9 = 0.111 unanswerable).
 SEED_GATES: dict[str, tuple[str, float]] = {
     "recall@5": (">=", 0.97),
@@ -23,7 +25,7 @@ SEED_GATES: dict[str, tuple[str, float]] = {
     "citation_validity": (">=", 1.0),
     "citation_support": (">=", 0.97),
     "refusal_rate": ("<=", 0.03),
-    "answered_share": (">=", 0.30),
+    "answered_share": (">=", 0.36),
     "answered_precision": (">=", 0.97),
     "confident_unanswerable_rate": ("<=", 0.0),
     "confident_error_rate": ("<=", 0.03),
@@ -58,6 +60,9 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # 2026-12-02 (second answer refit: relevance over cosine, re-rank, `found`, `rarest`; 60-word budget, price 0.5):
 # abstention_recall 0.0 -> 0.062 (1 of 16), refusal_rate 0.0 -> 0.025 (1 of 40), answer_accuracy 0.925 -> 0.9,
 # answer_words 44.175 -> 40.769, short_answer_f1 0.592 -> 0.565.
+# 2026-12-02 (third answer refit: the word budget chosen with the uncertain line counted at the share of answers that
+# show it; 60 words at 0.45, answer threshold 0.85 -> 0.835): answered_share 0.425 -> 0.45 (18/40), answer_words
+# 40.769 -> 42.385, confident_unanswerable_rate 0.375 -> 0.438 (7 of 16, one more SQuAD adversarial question).
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
@@ -65,12 +70,12 @@ FIXTURE_EXPECTED: dict[str, float | None] = {
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
     "answer_accuracy": 0.9,
-    "answer_words": 40.769,
+    "answer_words": 42.385,
     "short_answer_f1": 0.565,
     "citation_validity": 1.0,
     "refusal_rate": 0.025,
-    "answered_share": 0.425,
+    "answered_share": 0.45,
     "confident_error_rate": 0.0,
-    "confident_unanswerable_rate": 0.375,
+    "confident_unanswerable_rate": 0.438,
     "abstention_recall": 0.062,
 }

@@ -255,8 +255,13 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: float, *, say: bool) -> AnswerModel:
-    """The word budget and word cost with the most gold answers on NQ dev, no longer than lead-2 on average."""
+def choose_budget(
+    records: Sequence[Record], model: AnswerModel, lead2_words: float, *, say: bool, uncertain_share: float = 1.0
+) -> AnswerModel:
+    """The word budget and word cost with the most gold answers on NQ dev, no longer than lead-2 on average.
+
+    The uncertain line counts at uncertain_share of the answers: 1 (every answer) before the grading is fitted.
+    """
     answerable = [r for r in records if r.item.answerable]
     # Scores don't depend on the budget: rank each question's sentences once, then replay only the choice.
     ranked = []
@@ -264,7 +269,7 @@ def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: fl
         if outcome.evidence is not None:
             ranked.append((outcome.record, sorted(outcome.evidence.sentences, key=lambda s: -s.logit)))
     best: tuple[float, AnswerModel] | None = None
-    prefix = words(UNCERTAIN)
+    prefix = words(UNCERTAIN) * uncertain_share
     for budget in WORD_BUDGETS:
         for cost in WORD_COSTS:
             gold, length = [], []
@@ -273,8 +278,6 @@ def choose_budget(records: Sequence[Record], model: AnswerModel, lead2_words: fl
                 text = " ".join(s.text for s in chosen)
                 gold.append(holds_gold(text, record))
                 length.append(words(text))
-            # Room for the uncertain line on every answer: the graded answers must stay within lead-2 whatever
-            # share ends up uncertain.
             rate, size = sum(gold) / len(answerable), mean(length) + prefix
             if say:
                 print(f"  budget {budget:2d} word cost {cost:.2f}: gold in answer {rate:.3f}, {size:.1f} words")
@@ -371,8 +374,7 @@ def report(name: str, outcomes: Sequence[Outcome], abstain: float, answer: float
     answerable = [o for o in outcomes if o.record.item.answerable]
     rates = status_rates(outcomes, abstain, answer)
     line = ", ".join(f"{key} {value:.3f}" for key, value in rates.items())
-    replied = [o for o in answerable if o.relevance >= abstain]
-    length = mean([o.words + (words(UNCERTAIN) if o.confidence < answer else 0) for o in replied])
+    length = answer_words(outcomes, abstain, answer)
     print(f"{name} ({len(answerable)} answerable, {len(outcomes) - len(answerable)} unanswerable): {line}")
     print(f"  answer words {length:.1f}; chosen sentences hold gold {mean([o.gold for o in answerable]):.3f}")
     print(f"  short answer F1 {short_answer_f1(answerable, abstain):.3f} (questions that ask for one; 0 when none)")
@@ -419,35 +421,65 @@ class Fit:
     answer: float
 
 
-def fit_all(records: Sequence[Record], relevance: tuple[str, ...], *, say: bool = True) -> Fit:
-    """Fit the sentence model, the word budget, relevance, confidence and the thresholds."""
+def answer_words(outcomes: Sequence[Outcome], abstain: float, answer: float) -> float:
+    """Mean words of the answerable questions' replies, the uncertain line included where it is shown."""
+    replied = [o for o in outcomes if o.record.item.answerable and o.relevance >= abstain]
+    return mean([o.words + (words(UNCERTAIN) if o.confidence < answer else 0) for o in replied])
+
+
+def fit_grading(records: Sequence[Record], model: AnswerModel, *, say: bool) -> Fit:
+    """Relevance and confidence for a fitted sentence choice, then the thresholds."""
     say_ = print if say else (lambda *_: None)
-    tuning = [r for r in records if r.dataset == "nq-dev"] or list(records)
-    # The budget is tuned on NQ dev when given (the real-question target), else on everything.
-    sentence = fit_sentences(records)
-    # The grading models are fitted after the sentence choice.
-    model = AnswerModel(
-        sentence=sentence,
-        relevance=(0.0,) * len(relevance),
-        relevance_features=relevance,
-        confidence=(0.0,) * len(CONFIDENCE_FEATURES),
-    )
-    lead2 = mean([words(lead_text(r, 2)) for r in tuning if r.item.answerable])
-    say_(f"sentence model: {dict(zip(SENTENCE_FEATURES, model.sentence, strict=True))}")
-    say_(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
-    model = choose_budget(tuning, model, lead2, say=say)
     outcomes = answer_all(records, model)
     model = replace(
         model,
         relevance=fit_confidence(outcomes, "answerable", model),
         confidence=fit_confidence(outcomes, "gold", model),
     )
-    say_(f"relevance model: {dict(zip(relevance, model.relevance, strict=True))}")
+    say_(f"relevance model: {dict(zip(model.relevance_features, model.relevance, strict=True))}")
     say_(f"confidence model: {dict(zip(CONFIDENCE_FEATURES, model.confidence, strict=True))}")
     outcomes = answer_all(records, model)
     tuned = [o for o in outcomes if o.record.dataset in REAL_QUESTIONS] or outcomes
     abstain, answer = choose_thresholds(tuned)
     return Fit(model, abstain, answer)
+
+
+def fit_all(records: Sequence[Record], relevance: tuple[str, ...], *, say: bool = True) -> Fit:
+    """Fit the sentence model, the word budget, relevance, confidence and the thresholds.
+
+    The budget is chosen twice: first with the uncertain line counted on every answer, then at the share of NQ
+    dev answers that the first fit left uncertain. The second is kept if the graded answers still average no more
+    words than lead-2.
+    """
+    say_ = print if say else (lambda *_: None)
+    tuning = [r for r in records if r.dataset == "nq-dev"] or list(records)
+    # The budget is tuned on NQ dev when given (the real-question target), else on everything.
+    sentence = fit_sentences(records)
+    # The grading models are fitted after the sentence choice.
+    ungraded = AnswerModel(
+        sentence=sentence,
+        relevance=(0.0,) * len(relevance),
+        relevance_features=relevance,
+        confidence=(0.0,) * len(CONFIDENCE_FEATURES),
+    )
+    lead2 = mean([words(lead_text(r, 2)) for r in tuning if r.item.answerable])
+    say_(f"sentence model: {dict(zip(SENTENCE_FEATURES, ungraded.sentence, strict=True))}")
+    say_(f"choosing the word budget (lead-2 averages {lead2:.1f} words):")
+    first = fit_grading(records, choose_budget(tuning, ungraded, lead2, say=say), say=say)
+    outcomes = answer_all(tuning, first.model)
+    replied = [o for o in outcomes if o.record.item.answerable and o.relevance >= first.abstain]
+    share = mean([o.confidence < first.answer for o in replied])
+    second = fit_grading(records, choose_budget(tuning, ungraded, lead2, say=False, uncertain_share=share), say=False)
+    length = answer_words(answer_all(tuning, second.model), second.abstain, second.answer)
+    keep = second if length <= lead2 else first
+    say_(
+        f"budget with the uncertain line at {share:.2f} of the answers: {second.model.max_words} words at "
+        f"{second.model.word_cost}, graded answers {length:.1f} words: {'kept' if keep is second else 'over lead-2'}"
+    )
+    if keep is second:
+        say_(f"relevance model: {dict(zip(relevance, second.model.relevance, strict=True))}")
+        say_(f"confidence model: {dict(zip(CONFIDENCE_FEATURES, second.model.confidence, strict=True))}")
+    return keep
 
 
 def fold(record: Record) -> int:
