@@ -11,7 +11,8 @@ RAG_HOME/evals/fit-answer, keyed by the collection's revision, so reruns only re
    the documents", and confidence (over CONFIDENCE_FEATURES), "the chosen sentences hold a gold answer" (0 for
    every unanswerable question); then the abstain threshold (on relevance) and the answer threshold (on
    confidence) that meet the targets on the dev data.
-NQ-open's test half is never fitted on (`--nq-test-sample` only reports on it, after every choice is made).
+NQ-open's test half is never fitted on (`--nq-test-sample` only reports on it, after every choice is made), nor
+are the small news folders of `--rtqa-small-home` (reported the same way).
 """
 
 from __future__ import annotations
