@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from evals.dataset import QAItem, load_jsonl
-from evals.metrics import best_f1, contains_answer
+from evals.metrics import AnswerHaystack, best_f1, contains_answer
 from evals.nq import NQ_FORMAT
 from evals.runner import Dataset, load_dataset, prepare_collection
 from rag.answer import (
@@ -168,12 +168,12 @@ def rtqa_small_records(folder: Path, home: Path | None, cache: Path) -> list[Rec
         assistant = assistant_for(f"rtqa-small-{week}", home)
         if assistant.store.count() == 0:
             ingest_paths(files, settings=assistant.settings, store=assistant.store)
-        texts = "\n".join(path.read_text(encoding="utf-8") for path in files)
+        folder_texts = AnswerHaystack(path.read_text(encoding="utf-8") for path in files)
         following = weeks[(i + 1) % len(weeks)]
         unanswerable = [
             QAItem(id=f"{q.id}@{week}", question=q.question, answers=(), answerable=False, evidence=())
             for q in questions
-            if q.id.startswith(following) and not contains_answer(texts, q.answers)
+            if q.id.startswith(following) and not folder_texts.contains(q.answers)
         ]
         own = [q for q in questions if q.id.startswith(week)]
         records += retrieve_all("rtqa-small", own + unanswerable, assistant, cache)
