@@ -15,7 +15,8 @@ SEED_DATASET = "evals/data/seed_qa.jsonl"
 # (5/9, was 2/9; the other 4 near-misses are `uncertain`). The seed set is a regression check, never a tuning
 # target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer calibration").
 # Third refit (the budget's word count, 60 words at 0.45, answer threshold 0.835): answered_share 0.306 -> 0.389
-# (14/36, all holding gold), answer_f1 0.191; every other value as above. The
+# (14/36, all holding gold), answer_f1 0.191; every other value as above. Fourth refit (the sentence model reads
+# `predicate`, answer threshold 0.8): answered_share 0.389 -> 0.556 (20/36, all holding gold), answer_f1 0.202. The
 # margins allow about one question's worth of drift (1/36 = 0.028 answerable, 1/9 = 0.111 unanswerable).
 SEED_GATES: dict[str, tuple[str, float]] = {
     "recall@5": (">=", 0.97),
@@ -25,7 +26,7 @@ SEED_GATES: dict[str, tuple[str, float]] = {
     "citation_validity": (">=", 1.0),
     "citation_support": (">=", 0.97),
     "refusal_rate": ("<=", 0.03),
-    "answered_share": (">=", 0.36),
+    "answered_share": (">=", 0.52),
     "answered_precision": (">=", 0.97),
     "confident_unanswerable_rate": ("<=", 0.0),
     "confident_error_rate": ("<=", 0.03),
@@ -63,19 +64,22 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # 2026-12-02 (third answer refit: the word budget chosen with the uncertain line counted at the share of answers that
 # show it; 60 words at 0.45, answer threshold 0.85 -> 0.835): answered_share 0.425 -> 0.45 (18/40), answer_words
 # 40.769 -> 42.385, confident_unanswerable_rate 0.375 -> 0.438 (7 of 16, one more SQuAD adversarial question).
+# 2026-12-02 (fourth answer refit: the sentence model reads `predicate`; 90 words at 0.45, answer threshold 0.835 ->
+# 0.8): answer_accuracy 0.9 -> 0.925, answered_share 0.45 -> 0.6 (24/40, all holding gold), short_answer_f1 0.565 ->
+# 0.61, answer_words 42.385 -> 42.949, confident_unanswerable_rate 0.438 -> 0.562 (9 of 16, all SQuAD adversarial).
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
     "mrr@10": 0.931,
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
-    "answer_accuracy": 0.9,
-    "answer_words": 42.385,
-    "short_answer_f1": 0.565,
+    "answer_accuracy": 0.925,
+    "answer_words": 42.949,
+    "short_answer_f1": 0.61,
     "citation_validity": 1.0,
     "refusal_rate": 0.025,
-    "answered_share": 0.45,
+    "answered_share": 0.6,
     "confident_error_rate": 0.0,
-    "confident_unanswerable_rate": 0.438,
+    "confident_unanswerable_rate": 0.562,
     "abstention_recall": 0.062,
 }

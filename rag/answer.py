@@ -99,6 +99,7 @@ SENTENCE_FEATURES = (
     "lexical",  # share of the question's IDF-weighted terms the sentence holds
     "lexical_gap",  # lexical minus the best lexical among all retrieved sentences (<= 0)
     "title",  # share of the question's terms in the chunk's title (the subject is often named only there)
+    "predicate",  # share of the question's weight outside its chunk's title (the subject) that the sentence holds
     "novelty",  # share of the sentence's terms the question lacks: an answer says something new
     "chunk_rank",  # 1 / final rank of its chunk
     "rerank_gap",  # its chunk's re-rank score minus the top chunk's (<= 0)
@@ -155,43 +156,44 @@ class AnswerModel:
     """
 
     sentence: tuple[float, ...] = (
-        -4.783,
-        1.715,
-        1.266,
-        -0.15,
-        0.891,
-        0.229,
-        0.69,
-        -0.391,
-        1.334,
-        1.096,
-        0.768,
-        0.404,
-        -0.112,
-        -0.99,
-        1.278,
-        -0.922,
+        -5.049,
+        1.719,
+        1.242,
+        -0.064,
+        0.148,
+        0.198,
+        0.967,
+        1.277,
+        -0.196,
+        1.261,
+        1.068,
+        0.853,
+        0.374,
+        -0.109,
+        -0.977,
+        1.146,
+        -0.916,
     )
-    relevance: tuple[float, ...] = (-5.501, 2.126, 2.203, 1.462, 0.212)
+    relevance: tuple[float, ...] = (-5.486, 2.162, 2.186, 1.467, 0.218)
     confidence: tuple[float, ...] = (
-        -2.595,
-        0.375,
-        0.936,
-        1.724,
-        0.336,
-        0.108,
-        0.564,
-        -0.035,
-        0.892,
-        -0.232,
-        0.822,
-        -0.584,
-        0.468,
-        -0.61,
-        0.387,
-        -0.237,
+        -2.321,
+        0.665,
+        1.387,
+        1.828,
+        0.196,
+        -0.322,
+        1.023,
+        -0.118,
+        1.015,
+        0.31,
+        0.001,
+        -0.319,
+        0.458,
+        -0.539,
+        0.479,
+        -0.229,
     )
-    max_words: int = 60
+    max_words: int = 90
     word_cost: float = 0.45
     relevance_features: tuple[str, ...] = RELEVANCE_FEATURES
 
@@ -344,12 +346,15 @@ def sentence_features(
     best_cosine = max(s.semantic for s in sentences)
     best_lexical = max(s.lexical for s in sentences)
     top_rerank = max(s.candidate.rerank_score or 0.0 for s in sentences)
-    titles: dict[str, float] = {}
+    titles: dict[str, tuple[float, dict[str, float]]] = {}
     rows = []
     for s in sentences:
         chunk = s.chunk
         if chunk.id not in titles:
-            titles[chunk.id] = coverage(idf, frozenset(tokenize(chunk.title.replace("_", " "))))
+            title_terms = frozenset(tokenize(chunk.title.replace("_", " ")))
+            rest = {t: w for t, w in idf.items() if t not in title_terms}
+            titles[chunk.id] = coverage(idf, title_terms), rest
+        title, rest = titles[chunk.id]
         new = len(s.terms - idf.keys()) / len(s.terms) if s.terms else 0.0
         holds = satisfies_type(s.text, kind)
         rows.append(
@@ -360,7 +365,8 @@ def sentence_features(
                 s.context,
                 s.lexical,
                 s.lexical - best_lexical,
-                titles[chunk.id],
+                title,
+                coverage(rest, s.terms),
                 new,
                 1.0 / s.candidate.rank,
                 (s.candidate.rerank_score or 0.0) - top_rerank,

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     )
     max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Most sentences in an extractive answer.")
     answer_threshold: float = Field(
-        default=0.835,
+        default=0.8,
         ge=0,
         le=1,
         description="Extractive answers are `answered` when their confidence (the chance the cited sentences hold "
