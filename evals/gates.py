@@ -16,17 +16,19 @@ SEED_DATASET = "evals/data/seed_qa.jsonl"
 # target: the answer step is fitted on NQ-open dev, SQuAD and RealTimeQA (BENCHMARKS.md, "Answer calibration").
 # Third refit (the budget's word count, 60 words at 0.45, answer threshold 0.835): answered_share 0.306 -> 0.389
 # (14/36, all holding gold), answer_f1 0.191; every other value as above. Fourth refit (the sentence model reads
-# `predicate`, answer threshold 0.8): answered_share 0.389 -> 0.556 (20/36, all holding gold), answer_f1 0.202. The
+# `predicate`, answer threshold 0.8): answered_share 0.389 -> 0.556 (20/36, all holding gold), answer_f1 0.202.
+# Fifth refit (the sentence model ranked as a list; thresholds 0.655 / 0.78): answer_accuracy 0.944 -> 0.972 (35/36),
+# answered_share 0.556 -> 0.639 (23/36, all holding gold), answer_f1 0.194. The
 # margins allow about one question's worth of drift (1/36 = 0.028 answerable, 1/9 = 0.111 unanswerable).
 SEED_GATES: dict[str, tuple[str, float]] = {
     "recall@5": (">=", 0.97),
     "mrr@10": (">=", 0.97),
-    "answer_accuracy": (">=", 0.91),
+    "answer_accuracy": (">=", 0.94),
     "answer_f1": (">=", 0.135),
     "citation_validity": (">=", 1.0),
     "citation_support": (">=", 0.97),
     "refusal_rate": ("<=", 0.03),
-    "answered_share": (">=", 0.52),
+    "answered_share": (">=", 0.61),
     "answered_precision": (">=", 0.97),
     "confident_unanswerable_rate": ("<=", 0.0),
     "confident_error_rate": ("<=", 0.03),
@@ -67,19 +69,23 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # 2026-12-02 (fourth answer refit: the sentence model reads `predicate`; 90 words at 0.45, answer threshold 0.835 ->
 # 0.8): answer_accuracy 0.9 -> 0.925, answered_share 0.45 -> 0.6 (24/40, all holding gold), short_answer_f1 0.565 ->
 # 0.61, answer_words 42.385 -> 42.949, confident_unanswerable_rate 0.438 -> 0.562 (9 of 16, all SQuAD adversarial).
+# 2026-12-02 (fifth answer refit: the sentence model ranked as a list, then calibrated; 60 words at 0.35, thresholds
+# 0.655 / 0.78): answer_accuracy 0.925 -> 0.9, answered_share 0.6 -> 0.675 (27/40, all holding gold),
+# short_answer_f1 0.61 -> 0.565, answer_words 42.949 -> 41.359, confident_unanswerable_rate 0.562 -> 0.688 (11 of 16,
+# all SQuAD adversarial: written with their paragraph's words, the kind the fit leaves out of the thresholds).
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
     "mrr@10": 0.931,
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
-    "answer_accuracy": 0.925,
-    "answer_words": 42.949,
-    "short_answer_f1": 0.61,
+    "answer_accuracy": 0.9,
+    "answer_words": 41.359,
+    "short_answer_f1": 0.565,
     "citation_validity": 1.0,
     "refusal_rate": 0.025,
-    "answered_share": 0.6,
+    "answered_share": 0.675,
     "confident_error_rate": 0.0,
-    "confident_unanswerable_rate": 0.562,
+    "confident_unanswerable_rate": 0.688,
     "abstention_recall": 0.062,
 }

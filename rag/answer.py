@@ -142,7 +142,11 @@ POOL = 8  # sentences, best first, that the choice considers
 class AnswerModel:
     """The fitted weights of extractive answering.
 
-    - `sentence`: logistic weights over SENTENCE_FEATURES, P(a sentence holds a gold answer);
+    - `sentence`: weights over SENTENCE_FEATURES of a softmax over a question's sentences (which one holds the
+      answer); `sentence_calibration` reads a sentence's score into P(it holds a gold answer), a logistic over
+      (1, score, score minus the question's best score). Ranked as a list, the sentences are compared with one
+      another, as the choice compares them; the calibration gives the knapsack below its probabilities. Features
+      that differ by a per-question constant (cosine and cosine_gap) share a weight: the softmax can't tell them apart;
     - `relevance`: logistic weights over `relevance_features` (of CONFIDENCE_FEATURES), P(the documents hold the
       answer at all), compared with Settings.abstain_threshold: below it the answer abstains;
     - `confidence`: logistic weights over CONFIDENCE_FEATURES, P(the chosen sentences hold a gold answer),
@@ -156,46 +160,52 @@ class AnswerModel:
     """
 
     sentence: tuple[float, ...] = (
-        -5.049,
-        1.719,
-        1.242,
+        0.0,
+        3.731,
+        3.731,
         -0.064,
-        0.148,
-        0.198,
-        0.967,
-        1.277,
-        -0.196,
-        1.261,
-        1.068,
-        0.853,
-        0.374,
-        -0.109,
-        -0.977,
-        1.146,
-        -0.916,
+        -0.685,
+        -0.685,
+        6.665,
+        3.293,
+        -0.025,
+        -0.172,
+        2.924,
+        1.265,
+        0.255,
+        0.613,
+        -0.613,
+        3.702,
+        -1.019,
     )
-    relevance: tuple[float, ...] = (-5.486, 2.162, 2.186, 1.467, 0.218)
+    sentence_calibration: tuple[float, float, float] = (-2.149, 0.249, 0.311)
+    relevance: tuple[float, ...] = (-5.622, 1.54, 2.386, 1.417, 0.222)
     confidence: tuple[float, ...] = (
-        -2.321,
-        0.665,
-        1.387,
-        1.828,
-        0.196,
-        -0.322,
-        1.023,
+        -1.357,
+        1.382,
+        0.699,
+        1.759,
+        0.57,
+        -0.016,
         -0.118,
-        1.015,
-        0.31,
-        0.001,
-        -0.319,
-        0.458,
-        -0.539,
-        0.479,
-        -0.229,
+        -0.274,
+        0.659,
+        -0.243,
+        -0.714,
+        -0.117,
+        0.522,
+        -0.898,
+        0.266,
+        -0.066,
     )
-    max_words: int = 90
-    word_cost: float = 0.45
+    max_words: int = 60
+    word_cost: float = 0.35
     relevance_features: tuple[str, ...] = RELEVANCE_FEATURES
+
+    def sentence_logits(self, rows: np.ndarray) -> np.ndarray:
+        """Log-odds that each sentence holds the answer, from its question's rows of SENTENCE_FEATURES."""
+        scores = rows @ np.asarray(self.sentence)
+        return calibration_columns(scores) @ np.asarray(self.sentence_calibration)
 
     @property
     def relevance_columns(self) -> list[int]:
@@ -205,6 +215,11 @@ class AnswerModel:
     def relevance_of(self, features: np.ndarray) -> float:
         """P(the documents hold the answer) from a row of CONFIDENCE_FEATURES."""
         return logistic(features[self.relevance_columns], self.relevance)
+
+
+def calibration_columns(scores: np.ndarray) -> np.ndarray:
+    """(1, score, score minus the best score) per sentence of one question: what sentence_calibration weighs."""
+    return np.column_stack([np.ones_like(scores), scores, scores - scores.max()])
 
 
 @dataclass
@@ -430,7 +445,7 @@ def read_evidence(
     if table is None:
         return None
     sentences, rows, weights, kind = table
-    for s, logit in zip(sentences, (rows @ np.asarray(model.sentence)).tolist(), strict=True):
+    for s, logit in zip(sentences, model.sentence_logits(rows).tolist(), strict=True):
         s.logit = logit
     ranked = sorted(sentences, key=lambda s: -s.logit)
     chosen = choose_sentences(ranked, max_words=model.max_words, max_sentences=max_sentences, word_cost=model.word_cost)

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     )
     max_answer_sentences: int = Field(default=3, ge=1, le=10, description="Most sentences in an extractive answer.")
     answer_threshold: float = Field(
-        default=0.8,
+        default=0.78,
         ge=0,
         le=1,
         description="Extractive answers are `answered` when their confidence (the chance the cited sentences hold "
@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "RealTimeQA (`python -m evals.fit answer`).",
     )
     abstain_threshold: float = Field(
-        default=0.66,
+        default=0.655,
         ge=0,
         le=1,
         description="Extractive answers abstain when their relevance (the chance the documents hold the answer at "
