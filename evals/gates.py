@@ -73,6 +73,9 @@ def gate_failures(metrics: dict[str, Any], gates: dict[str, tuple[str, float]] =
 # 0.655 / 0.78): answer_accuracy 0.925 -> 0.9, answered_share 0.6 -> 0.675 (27/40, all holding gold),
 # short_answer_f1 0.61 -> 0.565, answer_words 42.949 -> 41.359, confident_unanswerable_rate 0.562 -> 0.688 (11 of 16,
 # all SQuAD adversarial: written with their paragraph's words, the kind the fit leaves out of the thresholds).
+# 2026-12-02 (relevance also reads best_logit; abstain threshold 0.64): abstention_recall 0.062 -> 0.0 (the one
+# abstained SQuAD-adversarial question is now `answered`), confident_unanswerable_rate 0.688 -> 0.75 (12 of 16),
+# answer_words 41.359 -> 41.179.
 FIXTURE_EXPECTED: dict[str, float | None] = {
     "recall@1": 0.875,
     "recall@5": 1.0,
@@ -80,12 +83,12 @@ FIXTURE_EXPECTED: dict[str, float | None] = {
     "answer_recall@1": 0.925,
     "answer_recall@5": 1.0,
     "answer_accuracy": 0.9,
-    "answer_words": 41.359,
+    "answer_words": 41.179,
     "short_answer_f1": 0.565,
     "citation_validity": 1.0,
     "refusal_rate": 0.025,
     "answered_share": 0.675,
     "confident_error_rate": 0.0,
-    "confident_unanswerable_rate": 0.688,
-    "abstention_recall": 0.062,
+    "confident_unanswerable_rate": 0.75,
+    "abstention_recall": 0.0,
 }

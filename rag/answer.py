@@ -132,8 +132,9 @@ CONFIDENCE_FEATURES = (
 # on 0.13 of NQ-open dev's unanswerable questions at the refusal limit (their many weights, on 119 unanswerable
 # questions, took odd signs, and lexical coverage refuses paraphrases); cosine and re-rank score alone on 0.30
 # (2-fold); with `found` and `rarest` on 0.35, refusing fewer: a question whose passage is missing often names a
-# thing no retrieved chunk mentions.
-RELEVANCE_FEATURES = ("bias", "cosine", "rerank", "found", "rarest")
+# thing no retrieved chunk mentions. Since the sentence model is ranked as a list and calibrated, the best sentence's
+# score (best_logit) also tells them apart: 0.41 (2-fold), refusing fewer.
+RELEVANCE_FEATURES = ("bias", "cosine", "rerank", "found", "rarest", "best_logit")
 NO_NEXT_LOGIT = -5.0  # next_logit when every sentence was chosen
 POOL = 8  # sentences, best first, that the choice considers
 
@@ -179,7 +180,7 @@ class AnswerModel:
         -1.019,
     )
     sentence_calibration: tuple[float, float, float] = (-2.149, 0.249, 0.311)
-    relevance: tuple[float, ...] = (-5.622, 1.54, 2.386, 1.417, 0.222)
+    relevance: tuple[float, ...] = (-4.254, 1.504, 2.177, 0.869, 0.143, 0.863)
     confidence: tuple[float, ...] = (
         -1.357,
         1.382,

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         "RealTimeQA (`python -m evals.fit answer`).",
     )
     abstain_threshold: float = Field(
-        default=0.655,
+        default=0.64,
         ge=0,
         le=1,
         description="Extractive answers abstain when their relevance (the chance the documents hold the answer at "
