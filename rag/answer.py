@@ -275,6 +275,7 @@ class Extraction:
     threshold: float
     signals: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
+    likeliest: tuple[str, int] | None = None  # Evidence.likeliest, for the short answer
 
 
 @dataclass
@@ -288,6 +289,12 @@ class Evidence:
     kind: str | None
     missing: list[str]  # the question's terms the chosen sentences lack
     unseen: list[str]  # those no retrieved chunk holds
+
+    @property
+    def likeliest(self) -> tuple[str, int]:
+        """(source, start) of the chosen sentence likeliest to hold the answer: the short answer looks there first."""
+        source, start, _ = max(self.chosen, key=lambda s: s.logit).doc_span
+        return source, start
 
 
 # The asked-for noun ("which *city*") is stated by the answer, not named, so it weighs less in lexical coverage.
@@ -554,7 +561,15 @@ def extract_answer(
     chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
     citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
     # Assistant.short_answer attaches the short answer (rag.short_answer) once the citations are verified.
-    return Extraction(answer_text(status, citations), citations, status, relevance, abstain_threshold, signals)
+    return Extraction(
+        answer_text(status, citations),
+        citations,
+        status,
+        relevance,
+        abstain_threshold,
+        signals,
+        likeliest=evidence.likeliest,
+    )
 
 
 def verify_citation(citation: Citation, chunk: Chunk, document_text: str | None) -> bool:

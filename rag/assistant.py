@@ -243,7 +243,7 @@ class Assistant:
         """The cited phrase that answers a who/when/how-many question, kept only if it is the stored text there."""
         if extraction.status == "abstained":
             return None, 0.0
-        short, score = find_short_answer(question, extraction.citations, chunks)
+        short, score = find_short_answer(question, extraction.citations, chunks, likeliest=extraction.likeliest)
         text = self.document_text(short.source) if short else None
         if short is None or (text is not None and text[short.start : short.end] != short.text):
             return None, 0.0

@@ -115,6 +115,20 @@ def test_never_answers_with_the_questions_own_words():
     assert found is None and score == 0.0
 
 
+def test_the_likeliest_quote_is_read_first():
+    citations = cite_all()[1:3]  # the architect's sentence and the engineer's
+    question = "Who was the person in charge?"
+    default = short(question, citations)
+    assert default is not None
+    [other] = [c for c in citations if c.n != default.n]
+    found, _ = find_short_answer(question, citations, {"c1": CHUNK}, likeliest=(other.source, other.start))
+    assert found is not None and found.n == other.n and found.text in other.quote
+    assert found.text in ("Ines Marlow", "Tomas Verhoeven") and found.text != default.text
+    # Pointing at a quote that is not cited changes nothing.
+    unrelated, _ = find_short_answer(question, citations, {"c1": CHUNK}, likeliest=("elsewhere.md", 0))
+    assert unrelated == default
+
+
 def test_none_when_nothing_fits():
     words_only = Chunk(
         id="c1", source="w.md", title="W", start=0, end=38, text="the storm was worse than anyone feared"

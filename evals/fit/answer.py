@@ -433,7 +433,9 @@ def short_answer_f1(answerable: Sequence[Outcome], abstain: float) -> float:
         if o.evidence is not None and o.relevance >= abstain:
             chosen = sorted(o.evidence.chosen, key=lambda s: s.doc_span)
             citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
-            short, _ = find_short_answer(question, citations, {s.chunk.id: s.chunk for s in chosen})
+            short, _ = find_short_answer(
+                question, citations, {s.chunk.id: s.chunk for s in chosen}, likeliest=o.evidence.likeliest
+            )
         scores.append(best_f1(short.text, o.record.item.answers) if short else 0.0)
     return mean(scores)
 

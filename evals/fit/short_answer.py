@@ -172,7 +172,9 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, samp
             continue
         chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
         citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
-        short, _ = find_short_answer(question, citations, {s.chunk.id: s.chunk for s in chosen})
+        short, _ = find_short_answer(
+            question, citations, {s.chunk.id: s.chunk for s in chosen}, likeliest=evidence.likeliest
+        )
         score = best_f1(short.text, answers) if short else 0.0
         f1, em = f1 + score, em + float(score == 1.0)
         if contains_answer(" ".join(c.quote for c in citations), answers):
