@@ -4,7 +4,8 @@
 
 Every question is retrieved once through `Assistant` (as `ask` retrieves it) and cached under
 RAG_HOME/evals/fit-answer, keyed by the collection's revision, so reruns only refit. Then:
-1. the sentence model: logistic regression of "this sentence holds a gold answer" over SENTENCE_FEATURES;
+1. the sentence model: a softmax over each question's sentences ("which one holds a gold answer") over
+   SENTENCE_FEATURES, then a logistic calibration of its scores into P(this sentence holds a gold answer);
 2. the word budget and the price of a word (AnswerModel.max_words, word_cost), on NQ-open dev: the most gold
    answers no longer than the lead-2 baseline (the first 2 sentences of the top chunk) of the same questions;
 3. two question-level logistic regressions: relevance (over RELEVANCE_FEATURES), "the question is answerable from
