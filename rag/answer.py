@@ -290,6 +290,11 @@ class Evidence:
     missing: list[str]  # the question's terms the chosen sentences lack
     unseen: list[str]  # those no retrieved chunk holds
 
+    def citations(self) -> list[Citation]:
+        """The chosen sentences cited in document order, numbered from 1."""
+        chosen = sorted(self.chosen, key=lambda s: s.doc_span)
+        return [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
+
     @property
     def likeliest(self) -> tuple[str, int]:
         """(source, start) of the chosen sentence likeliest to hold the answer: the short answer looks there first."""
@@ -558,8 +563,7 @@ def extract_answer(
             why += f"; no {evidence.kind} in the best passage"
         return Extraction(ABSTAIN, [], "abstained", relevance, abstain_threshold, signals, why)
 
-    chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
-    citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, start=1)]
+    citations = evidence.citations()
     # Assistant.short_answer attaches the short answer (rag.short_answer) once the citations are verified.
     return Extraction(
         answer_text(status, citations),

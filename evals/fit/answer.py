@@ -53,7 +53,7 @@ from rag.prompts import UNCERTAIN
 from rag.settings import Settings
 from rag.short_answer import asks_for_short_answer, find_short_answer
 from rag.text import sentence_spans
-from rag.types import Candidate, Citation
+from rag.types import Candidate
 
 SQUAD_BENCH_SAMPLE, SQUAD_BENCH_SEED = 500, 0  # the benchmark's sample: kept out of the fit
 L2 = 1.0
@@ -81,6 +81,11 @@ class Record:
     item: QAItem
     idf: dict[str, float]
     candidates: list[Candidate]
+
+
+def fit_cache() -> Path:
+    """Where retrieved fit questions are cached: RAG_HOME/evals/fit-answer."""
+    return Settings().home / "evals" / "fit-answer"
 
 
 def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache_dir: Path) -> list[Record]:
@@ -150,7 +155,7 @@ def nq_records(args: argparse.Namespace, split: str, sample: int | None) -> list
     )
     assistant = assistant_for(dataset.default_collection or "", args.nq_home)
     index_if_empty(dataset, assistant)
-    return retrieve_all(f"nq-{split}", dataset.items, assistant, Settings().home / "evals" / "fit-answer")
+    return retrieve_all(f"nq-{split}", dataset.items, assistant, fit_cache())
 
 
 def rtqa_small_files(folder: Path, week: str) -> list[Path]:
@@ -186,7 +191,7 @@ def rtqa_small_records(folder: Path, home: Path | None, cache: Path) -> list[Rec
 
 def load_records(args: argparse.Namespace) -> list[Record]:
     """Every dev question of every dataset given, retrieved."""
-    cache = Settings().home / "evals" / "fit-answer"
+    cache = fit_cache()
     records: list[Record] = []
     if args.nq:
         records += nq_records(args, "dev", args.nq_sample)
@@ -432,11 +437,8 @@ def short_answer_f1(answerable: Sequence[Outcome], abstain: float) -> float:
             continue
         short = None
         if o.evidence is not None and o.relevance >= abstain:
-            chosen = sorted(o.evidence.chosen, key=lambda s: s.doc_span)
-            citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
-            short, _ = find_short_answer(
-                question, citations, {s.chunk.id: s.chunk for s in chosen}, likeliest=o.evidence.likeliest
-            )
+            chunks = {s.chunk.id: s.chunk for s in o.evidence.chosen}
+            short, _ = find_short_answer(question, o.evidence.citations(), chunks, likeliest=o.evidence.likeliest)
         scores.append(best_f1(short.text, o.record.item.answers) if short else 0.0)
     return mean(scores)
 
@@ -609,7 +611,7 @@ def main(argv: Sequence[str]) -> None:
         test = nq_records(args, "test", args.nq_test_sample)
         report("nq-test (report only)", answer_all(test, fit.model), fit.abstain, fit.answer)
     if args.rtqa and args.rtqa_small_home:
-        small = rtqa_small_records(args.rtqa, args.rtqa_small_home, Settings().home / "evals" / "fit-answer")
+        small = rtqa_small_records(args.rtqa, args.rtqa_small_home, fit_cache())
         report("rtqa-small (report only)", answer_all(small, fit.model), fit.abstain, fit.answer)
     model = fit.model
     print()

@@ -157,7 +157,6 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, samp
     from evals.fit.answer import MAX_SENTENCES, nq_records
     from rag.answer import AnswerModel, read_evidence
     from rag.short_answer import find_short_answer
-    from rag.types import Citation
 
     args = argparse.Namespace(nq=nq, nq_withhold=withhold, nq_seed=seed, nq_home=home)
     records = [
@@ -171,7 +170,7 @@ def replay(nq: Path, home: Path, *, seed: int, withhold: float, split: str, samp
         if evidence is None or model.relevance_of(evidence.features) < abstain:
             continue
         chosen = sorted(evidence.chosen, key=lambda s: s.doc_span)
-        citations = [Citation.of_span(n, s.chunk, s.local_start, s.local_end) for n, s in enumerate(chosen, 1)]
+        citations = evidence.citations()
         short, _ = find_short_answer(
             question, citations, {s.chunk.id: s.chunk for s in chosen}, likeliest=evidence.likeliest
         )
