@@ -36,34 +36,39 @@ def sizes(name: str, default: str) -> list[int]:
     return [int(n) for n in os.environ.get(name, default).split(",") if n.strip()]
 
 
+def synthetic_chunks(rng: np.random.Generator, first: int, count: int) -> list[Chunk]:
+    """Chunks of 40 Zipf-distributed words over a 30,000-word vocabulary, 20 to a source."""
+    vocabulary = [f"w{i}" for i in range(30_000)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
+    weights /= weights.sum()
+    chunks = []
+    for i, row in enumerate(rng.choice(len(vocabulary), size=(count, 40), p=weights)):
+        text = " ".join(vocabulary[w] for w in row)
+        chunks.append(
+            Chunk(
+                id=f"syn-{first + i}",
+                source=f"synthetic/{(first + i) // 20}.txt",
+                title="Synthetic",
+                start=0,
+                end=len(text),
+                text=text,
+            )
+        )
+    return chunks
+
+
 def fill(settings: Settings, n: int) -> None:
     """Write n synthetic chunks, each with one sentence vector, straight through the store (no model needed)."""
     from rag.embeddings import LocalEmbeddings
 
     store = Store(settings, LocalEmbeddings())  # lazy: the model is never loaded here
     rng = np.random.default_rng(0)
-    vocabulary = [f"w{i}" for i in range(30_000)]
-    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
-    weights /= weights.sum()
     started = time.perf_counter()
     for batch, first in enumerate(range(0, n, MAX_CHROMA_BATCH)):
         if batch and batch % 20 == 0:  # a long fill shows its rate as it goes
             print(f"fill: {first:,} / {n:,} chunks, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         count = min(MAX_CHROMA_BATCH, n - first)
-        words = rng.choice(len(vocabulary), size=(count, 40), p=weights)
-        chunks = []
-        for i, row in enumerate(words):
-            text = " ".join(vocabulary[w] for w in row)
-            chunks.append(
-                Chunk(
-                    id=f"syn-{first + i}",
-                    source=f"synthetic/{(first + i) // 20}.txt",
-                    title="Synthetic",
-                    start=0,
-                    end=len(text),
-                    text=text,
-                )
-            )
+        chunks = synthetic_chunks(rng, first, count)
         vectors = rng.normal(size=(count, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store.upsert(
@@ -78,7 +83,6 @@ def fill(settings: Settings, n: int) -> None:
     store.bump_revision()
 
 
-# A fresh app process: RSS after the model is loaded and warm, BM25 build time, RSS after questions, ask latency.
 APP = """
 import json, resource, statistics, sys, time
 def rss_mb():
