@@ -17,13 +17,14 @@ import numpy as np
 
 from evals.baseline import EnsembleBaseline
 from evals.bench.eval import OUT, SQUAD
+from evals.bench.scale import synthetic_chunks
 from evals.runner import load_dataset, prepare_collection
 from ingest import ingest_paths
 from rag.assistant import Assistant
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
 from rag.store import MAX_CHROMA_BATCH, chunk_to_metadata
-from rag.types import Chunk, PassageVectors, SentenceVectors
+from rag.types import PassageVectors, SentenceVectors
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_QA = REPO / "evals" / "data" / "seed_qa.jsonl"
@@ -78,25 +79,10 @@ def synthetic_collection(embeddings: LocalEmbeddings, home: Path) -> Assistant:
     if assistant.store.count() == SYNTHETIC_CHUNKS and assistant.store.sentences.count() == SYNTHETIC_CHUNKS:
         return assistant
     rng = np.random.default_rng(0)
-    vocabulary = [f"w{i}" for i in range(30_000)]
-    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
-    weights /= weights.sum()
     for first in range(0, SYNTHETIC_CHUNKS, MAX_CHROMA_BATCH):
         print(f"synthetic chunks: {first:,} / {SYNTHETIC_CHUNKS:,}", file=sys.stderr, flush=True)
         n = min(MAX_CHROMA_BATCH, SYNTHETIC_CHUNKS - first)
-        words = rng.choice(len(vocabulary), size=(n, 40), p=weights)
-        chunks = [
-            Chunk(
-                id=f"syn-{first + i}",
-                source=f"synthetic/{(first + i) // 20}.txt",
-                title="Synthetic",
-                start=0,
-                end=0,
-                text=" ".join(vocabulary[w] for w in row),
-            )
-            for i, row in enumerate(words)
-        ]
-        chunks = [c.model_copy(update={"end": len(c.text)}) for c in chunks]
+        chunks = synthetic_chunks(rng, first, n)
         vectors = rng.normal(size=(n, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         # Each synthetic chunk is one sentence, so its sentence vector is its chunk vector.

@@ -36,14 +36,16 @@ def sizes(name: str, default: str) -> list[int]:
     return [int(n) for n in os.environ.get(name, default).split(",") if n.strip()]
 
 
+VOCABULARY = [f"w{i}" for i in range(30_000)]
+ZIPF = 1.0 / np.arange(1, len(VOCABULARY) + 1)
+ZIPF /= ZIPF.sum()
+
+
 def synthetic_chunks(rng: np.random.Generator, first: int, count: int) -> list[Chunk]:
     """Chunks of 40 Zipf-distributed words over a 30,000-word vocabulary, 20 to a source."""
-    vocabulary = [f"w{i}" for i in range(30_000)]
-    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
-    weights /= weights.sum()
     chunks = []
-    for i, row in enumerate(rng.choice(len(vocabulary), size=(count, 40), p=weights)):
-        text = " ".join(vocabulary[w] for w in row)
+    for i, row in enumerate(rng.choice(len(VOCABULARY), size=(count, 40), p=ZIPF)):
+        text = " ".join(VOCABULARY[w] for w in row)
         chunks.append(
             Chunk(
                 id=f"syn-{first + i}",
@@ -83,6 +85,7 @@ def fill(settings: Settings, n: int) -> None:
     store.bump_revision()
 
 
+# A fresh app process: RSS after the model is loaded and warm, BM25 build time, RSS after questions, ask latency.
 APP = """
 import json, resource, statistics, sys, time
 def rss_mb():
