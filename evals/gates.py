@@ -93,3 +93,6 @@ FIXTURE_EXPECTED: dict[str, float | None] = {
     "confident_unanswerable_rate": 0.75,
     "abstention_recall": 0.0,
 }
+# Metrics that differ between CPUs, and by how much they may: the embedding kernels round differently (an AMD EPYC
+# host gives answer_words 40.821 against 41.179 elsewhere, one answer's sentence choice, every other metric equal).
+FIXTURE_TOLERANCE: dict[str, float] = {"answer_words": 0.5}

@@ -113,21 +113,6 @@ class ChunkDates:
         return keep
 
 
-def masked_bm25(index: BM25Index, query: str, keep: np.ndarray, n: int) -> Ranking:
-    """Top n chunks by BM25 among those `keep` marks: one scoring pass over the index, no full sort."""
-    vocab = index.retriever.vocab_dict if index.retriever is not None else {}
-    tokens = [t for t in tokenize(query, drop=QUERY_STOPWORDS) if t in vocab]
-    if index.retriever is None or not tokens:
-        return []
-    scores = np.where(keep, index.retriever.get_scores(tokens), 0.0)
-    n = min(n, int(np.count_nonzero(scores > 0)))
-    if n == 0:
-        return []
-    top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(index.ids[i], float(scores[i])) for i in top.tolist()]
-
-
 def fuse(rankings: dict[str, Ranking], weights: dict[str, float], *, rrf_k: int) -> list[tuple[str, float, dict]]:
     """Weighted reciprocal rank fusion: score = sum of weight / (rrf_k + rank) over the rankings.
 
@@ -185,8 +170,7 @@ class HybridSearch:
 
     def bm25_ranking(self, query: str, n: int, keep: np.ndarray | None = None) -> Ranking:
         """Top n chunks by BM25, among those `keep` marks (filters and date scope) when given."""
-        index = self.bm25()
-        return index.search(query, n) if keep is None else masked_bm25(index, query, keep, n)
+        return self.bm25().search(query, n, keep)
 
     def vector_ranking(
         self, query: str, n: int, where: dict[str, str] | None = None, keep: np.ndarray | None = None
@@ -335,7 +319,7 @@ class HybridSearch:
             rankings["bm25"] = self.bm25_ranking(query, depth, keep)
             if window is not None and window_weight:
                 in_window = dates.within(window) & visible
-                rankings["window"] = masked_bm25(index, query, in_window if keep is None else in_window & keep, depth)
+                rankings["window"] = index.search(query, depth, in_window if keep is None else in_window & keep)
         if method in ("hybrid", "vector"):
             rankings["vector"] = self.vector_ranking(query, depth, equality, keep)
         weights = {

@@ -322,8 +322,14 @@ class Store:
             self.collection.modify(metadata={REVISION_KEY: token})
         return token
 
-    def iter_chunks(self, *, page_size: int = MAX_CHROMA_BATCH) -> Iterator[Chunk]:
-        """Every chunk in the collection, in pages."""
+    def iter_chunks(self, *, ids: Sequence[str] | None = None, page_size: int = MAX_CHROMA_BATCH) -> Iterator[Chunk]:
+        """Every chunk in the collection, or those with these ids (missing ones skipped), in pages."""
+        if ids is not None:
+            for i in range(0, len(ids), page_size):
+                with self.translate_errors():
+                    page = self.collection.get(ids=list(ids[i : i + page_size]), include=["documents", "metadatas"])
+                yield from chunks_in(page)
+            return
         offset = 0
         while True:
             with self.translate_errors():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
+from rag.bm25 import ARRAYS_FILE, LISTING_FILE
 from rag.store import DocumentTexts
 
 RAG = shutil.which("rag", path=str(Path(sys.executable).parent)) or "rag"
@@ -51,7 +52,7 @@ def home(seeded_home: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("how", ["truncate", "garbage"])
 def test_damaged_bm25_index_is_rebuilt_from_the_collection(home: Path, how: str) -> None:
     folder = home / "bm25" / "local" / "corpus"
-    damage(folder / ("chunks.json" if how == "truncate" else "bm25" / Path("data.csc.index.npy")), how)
+    damage(folder / (LISTING_FILE if how == "truncate" else ARRAYS_FILE), how)
     lines = assert_answers(home)
     assert len(lines) == 1 and lines[0].startswith("WARNING rag.bm25: BM25 index in "), lines
     assert "is unreadable" in lines[0] and "rebuilding it from the collection" in lines[0]

@@ -305,7 +305,7 @@ def run() -> str:
     seed = run_seed(embeddings)
     return f"""## eval
 
-`rag eval ... --compare`: hybrid (ours: bm25s + MiniLM sentence vectors, weighted RRF, then the re-ranker) against
+`rag eval ... --compare`: hybrid (ours: BM25 + MiniLM sentence vectors, weighted RRF, then the re-ranker) against
 BM25 alone, sentence vectors alone (a chunk ranks by its best sentence),
 and the baseline, LangChain's `EnsembleRetriever` of `BM25Retriever` (rank_bm25, lower-case words) and the Chroma
 retriever at 0.5/0.5 over the same chunks. Ratios are hybrid ÷ baseline in the same run.

@@ -27,7 +27,7 @@ import numpy as np
 from evals.dataset import QAItem, load_jsonl
 from evals.metrics import contains_answer, recall_at
 from rag.dates import TimeWindow, chunk_date
-from rag.retrieve import HybridSearch, RerankWeights, fuse, masked_bm25
+from rag.retrieve import HybridSearch, RerankWeights, fuse
 from rag.settings import Settings
 from rag.types import Candidate
 
@@ -74,11 +74,11 @@ def gather(search: HybridSearch, item: QAItem, as_of: date | None, depth: int) -
         keep = visible if scope.hides_any(dates.newest) else None
         named = {"bm25": search.bm25_ranking(item.question, depth, keep)}
         if scope.window is not None and dates.within(scope.window).any():
-            named["window"] = masked_bm25(index, item.question, dates.within(scope.window) & visible, depth)
+            named["window"] = index.search(item.question, depth, dates.within(scope.window) & visible)
         named["vector"] = search.vector_ranking(item.question, depth, None, keep)
         for days in RECENCY_DAYS:
             recent = TimeWindow(scope.as_of - timedelta(days=days - 1), scope.as_of)
-            named[f"recent{days}"] = masked_bm25(index, item.question, dates.within(recent) & visible, depth)
+            named[f"recent{days}"] = index.search(item.question, depth, dates.within(recent) & visible)
         # Candidate knows the search's own rankings only: the recency rankings' other chunks join without scores.
         union = search.candidates(
             fuse({k: v for k, v in named.items() if not k.startswith("recent")}, {}, rrf_k=search.settings.rrf_k)
