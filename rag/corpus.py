@@ -46,6 +46,8 @@ Progress = Callable[[int, int], None]
 
 # Chunks per index() batch: one embedding call and one record-manager commit each.
 INDEX_BATCH = 256
+# Bound parameters in one SQL statement (SQLite allows 32,766; PostgreSQL 65,535).
+MAX_SQL_PARAMETERS = 10_000
 RECORD_TABLE = "upsertion_record"  # SQLRecordManager's table; read directly, since its API lists no groups
 # At chat start-up a write in progress elsewhere is waited for this long; after that its own repair covers it.
 STARTUP_WAIT_S = 5.0
@@ -125,20 +127,29 @@ def record_table(records: SQLRecordManager) -> Table:
     return _record_tables[url]
 
 
-def record_rows(records: SQLRecordManager) -> list[tuple[str | None, str]]:
-    """Every (source, chunk key) recorded in this namespace (source None: a record index() left half written)."""
+def record_rows(records: SQLRecordManager, sources: Sequence[str] | None = None) -> list[tuple[str | None, str]]:
+    """Every (source, chunk key) recorded in this namespace, or those of these sources.
+
+    A source of None is a record that index() left half written.
+    """
     from sqlalchemy import select
 
     table = record_table(records)
     query = select(table.c.group_id, table.c.key).where(table.c.namespace == records.namespace)
+    rows: list[tuple[str | None, str]] = []
     with sync_engine(records).connect() as conn:
-        return [(source, key) for source, key in conn.execute(query)]
+        if sources is None:
+            return [(source, key) for source, key in conn.execute(query)]
+        for i in range(0, len(sources), MAX_SQL_PARAMETERS):
+            part = query.where(table.c.group_id.in_(sources[i : i + MAX_SQL_PARAMETERS]))
+            rows.extend((source, key) for source, key in conn.execute(part))
+    return rows
 
 
-def recorded_keys(records: SQLRecordManager) -> dict[str, set[str]]:
-    """The chunk keys recorded for each source in this namespace."""
+def recorded_keys(records: SQLRecordManager, sources: Sequence[str] | None = None) -> dict[str, set[str]]:
+    """The chunk keys recorded for each source in this namespace (or for these sources only)."""
     by_source: dict[str, set[str]] = {}
-    for source, key in record_rows(records):
+    for source, key in record_rows(records, sources):
         if source:
             by_source.setdefault(source, set()).add(key)
     return by_source
@@ -308,7 +319,7 @@ class Corpus:
 
         ingested_at = datetime.now(UTC).isoformat(timespec="seconds")
         with self.errors():
-            recorded = recorded_keys(self.records)
+            recorded = recorded_keys(self.records, [doc.source for doc, _ in loaded])
         unchanged: list[Document] = []
         changed: list[Document] = []
         lc_docs: list[LCDocument] = []
@@ -340,9 +351,10 @@ class Corpus:
                     source_id_key="source",
                     key_encoder=chunk_key,
                 )
-            report.added, report.updated = result["num_added"], result["num_updated"]
+            report.added += result["num_added"]
+            report.updated += result["num_updated"]
             report.unchanged += result["num_skipped"]
-            report.deleted = result["num_deleted"]
+            report.deleted += result["num_deleted"]
         with self.errors():
             self.texts.commit_staged([d.source for d in changed])
 

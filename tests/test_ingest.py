@@ -166,6 +166,40 @@ def test_changed_file_has_its_old_chunks_replaced(make_settings: MakeSettings, d
     assert document is not None and "Thousands of families" in document.text
 
 
+def test_a_run_reads_and_writes_a_batch_at_a_time_and_ends_as_one_run_would(
+    make_settings: MakeSettings, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.index
+    from rag.corpus import Corpus
+
+    settings = make_settings()
+    monkeypatch.setattr(ingest.index, "READ_BATCH_CHUNKS", 4)  # the 3 files are 4, 4 and 3 chunks
+    events: list[str] = []
+    read, write = ingest.index.read_document, Corpus.write
+
+    def reading(path: Path, settings: Settings) -> tuple:  # type: ignore[type-arg]
+        events.append(f"read {path.name}")
+        return read(path, settings)
+
+    def writing(corpus: Corpus, loaded: list, report: IngestReport, **kwargs: object) -> None:  # type: ignore[type-arg]
+        events.append(f"write {len(loaded)}")
+        write(corpus, loaded, report, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest.index, "read_document", reading)
+    monkeypatch.setattr(Corpus, "write", writing)
+    progress: list[tuple[int, int]] = []
+    store = Store(settings, LocalEmbeddings())
+    report = ingest_paths([docs], settings=settings, store=store, progress=lambda *done: progress.append(done))
+    assert [e.split()[0] for e in events] == ["read", "write"] * 3, "each file is written before the next is read"
+    assert events[1::2] == ["write 1"] * 3
+    expected = expected_chunks(settings, docs)
+    assert (report.added, report.updated, report.unchanged, report.deleted) == (len(expected), 0, 0, 0)
+    assert stored_chunks(store).keys() == expected.keys()
+    assert progress[-1] == (len(expected), len(expected)), "progress counts on across batches"
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    assert sorted(load_bm25(store).ids) == sorted(expected), "BM25 follows the last batch"
+
+
 def test_prune_removes_chunks_of_deleted_files_only_under_the_given_paths(
     make_settings: MakeSettings, docs: Path, tmp_path: Path
 ) -> None:
