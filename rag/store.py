@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 # Chroma refuses larger upserts; see chromadb's max_batch_size.
 MAX_CHROMA_BATCH = 5461
+# Rows per page of a scan. Chroma walks past an offset row by row, so a page costs more the deeper it starts, and
+# small pages make a scan quadratic (1M ids took minutes in pages of 5,461). Ids are small; chunks carry their text.
+ID_SCAN_PAGE = 50_000
+CHUNK_SCAN_PAGE = 10_000
 REVISION_KEY = "rag_revision"
 # Chunks whose sentence vectors stay in memory (about 8 KB each).
 SENTENCE_CACHE_CHUNKS = 20_000
@@ -322,7 +326,7 @@ class Store:
             self.collection.modify(metadata={REVISION_KEY: token})
         return token
 
-    def iter_chunks(self, *, ids: Sequence[str] | None = None, page_size: int = MAX_CHROMA_BATCH) -> Iterator[Chunk]:
+    def iter_chunks(self, *, ids: Sequence[str] | None = None, page_size: int = CHUNK_SCAN_PAGE) -> Iterator[Chunk]:
         """Every chunk in the collection, or those with these ids (missing ones skipped), in pages."""
         if ids is not None:
             for i in range(0, len(ids), page_size):
@@ -345,7 +349,7 @@ class Store:
         while True:
             with self.translate_errors():
                 page = self.collection.get(
-                    where=cast("Where | None", where), include=[], limit=MAX_CHROMA_BATCH, offset=len(found)
+                    where=cast("Where | None", where), include=[], limit=ID_SCAN_PAGE, offset=len(found)
                 )
             if not page["ids"]:
                 return found
@@ -444,7 +448,7 @@ class Store:
         offset = 0
         while True:
             with self.translate_errors():
-                page = self.collection.get(include=["metadatas"], limit=MAX_CHROMA_BATCH, offset=offset)
+                page = self.collection.get(include=["metadatas"], limit=CHUNK_SCAN_PAGE, offset=offset)
             if not page["ids"]:
                 break
             for meta in page["metadatas"] or []:
