@@ -254,12 +254,13 @@ class BM25Index:
         vocab = dict(self.vocab)
         codes = {source: code for code, source in enumerate(self.sources)}
         ids = [chunk_id for chunk_id, live in zip(self.ids, keep.tolist(), strict=True) if live]
-        held = set(ids)
+        fresh_ids: set[str] = set()  # kept chunks are known by position; only the added ones need a set
         terms, lengths, days, starts, source_of = array("i"), array("i"), array("i"), array("i"), array("i")
         for chunk in added:
-            if chunk.id in held:
+            at = self.position.get(chunk.id)
+            if chunk.id in fresh_ids or (at is not None and keep[at]):
                 continue
-            held.add(chunk.id)
+            fresh_ids.add(chunk.id)
             ids.append(chunk.id)
             tokens = tokenize(index_text(chunk), drop=DOC_STOPWORDS)
             terms.extend(vocab.setdefault(term, len(vocab)) for term in tokens)
