@@ -58,6 +58,11 @@ SENTENCE_CACHE_CHUNKS = 20_000
 CHUNK_CACHE_CHUNKS = 2_000
 # Chunk metadata fields that are ours; everything else is the document's own metadata.
 CHUNK_FIELDS = ("source", "title", "start", "end", "page")
+# Written by upsert() beside a chunk's own metadata: how many sentence vectors it has, so that they are fetched by
+# id, not by a `chunk_id` filter (100 chunks' over 100k sentences: 19 ms by id, 44 ms filtered). Older chunks,
+# written without it, are fetched by the filter.
+SENTENCE_COUNT = "sentence_count"
+STORE_FIELDS = (*CHUNK_FIELDS, SENTENCE_COUNT)
 # Values per SQL statement: old SQLite builds allow 999 variables.
 SQL_BATCH = 500
 
@@ -141,6 +146,16 @@ def of_chunks(chunk_ids: Sequence[str]) -> Where:
     return cast("Where", {"chunk_id": {"$in": list(chunk_ids)}})  # the stubs can't infer the "$in" literal
 
 
+def sentence_id(chunk_id: str, n: int) -> str:
+    """The id of a chunk's n-th sentence vector (from 0, in text order)."""
+    return f"{chunk_id}#{n}"
+
+
+def chunk_of_sentence(sentence: str) -> str:
+    """The chunk id a sentence id names: all before its last '#'."""
+    return sentence.rsplit("#", 1)[0]
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type name when it has none."""
     text = str(exc).strip().splitlines()
@@ -167,7 +182,7 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         end=int(meta.get("end", len(text))),
         page=int(page) if page is not None else None,
         text=text,
-        metadata={k: str(v) for k, v in meta.items() if k not in CHUNK_FIELDS},
+        metadata={k: str(v) for k, v in meta.items() if k not in STORE_FIELDS},
     )
 
 
@@ -220,6 +235,7 @@ class Store:
         self.embeddings = embeddings
         self._sentence_cache: LRU[SentenceVectors] = LRU(SENTENCE_CACHE_CHUNKS)
         self._chunk_cache: LRU[Chunk] = LRU(CHUNK_CACHE_CHUNKS)
+        self._sentence_counts: LRU[int] = LRU(CHUNK_CACHE_CHUNKS)  # of the chunks get_chunks() read
 
     @property
     def location(self) -> str:
@@ -274,7 +290,7 @@ class Store:
             for n, ((start, end), vector) in enumerate(
                 zip(passage.sentences.spans, passage.sentences.vectors, strict=True)
             ):
-                sentence_ids.append(f"{chunk_id}#{n}")
+                sentence_ids.append(sentence_id(chunk_id, n))
                 sentence_vectors.append(vector)
                 sentence_meta.append(
                     {"chunk_id": chunk_id, "source": meta["source"], "title": meta["title"], "start": start, "end": end}
@@ -290,7 +306,10 @@ class Store:
                 self.collection.upsert(
                     ids=list(ids[part]),
                     embeddings=[v.vector for v in vectors[part]],
-                    metadatas=list(metadatas[part]),
+                    metadatas=[
+                        meta | {SENTENCE_COUNT: len(v.sentences.spans)}
+                        for meta, v in zip(metadatas[part], vectors[part], strict=True)
+                    ],
                     documents=list(texts[part]),
                 )
 
@@ -375,6 +394,13 @@ class Store:
                 page = self.collection.get(ids=missing, include=["documents", "metadatas"])
             fetched = {c.id: c for c in chunks_in(page)}
             self._chunk_cache.put(fetched)
+            self._sentence_counts.put(
+                {
+                    i: int(m[SENTENCE_COUNT])  # type: ignore[arg-type]
+                    for i, m in zip(page["ids"], page["metadatas"] or [], strict=True)
+                    if m and SENTENCE_COUNT in m
+                }
+            )
             by_id |= fetched
         return [by_id[i] for i in ids if i in by_id]
 
@@ -402,6 +428,7 @@ class Store:
             part = list(ids[i : i + MAX_CHROMA_BATCH])
             self._chunk_cache.drop(part)
             self._sentence_cache.drop(part)
+            self._sentence_counts.drop(part)
             with self.translate_errors():
                 self.collection.delete(ids=part)
                 self.sentences.delete(where=of_chunks(part))
@@ -411,14 +438,16 @@ class Store:
     ) -> list[tuple[str, float]]:
         """The n sentences nearest the vector, as (chunk id, cosine similarity)."""
         with self.translate_errors():
+            # Ids only, no metadata: a sentence id names its chunk, and Chroma reading each hit's metadata cost
+            # more than its search (400 hits over 100k sentences: 39 ms with metadata, 14 ms without).
             found = self.sentences.query(
                 query_embeddings=[list(vector)],  # type: ignore[arg-type]  # chromadb's stubs want numpy
                 n_results=n,
                 where=where,
-                include=["metadatas", "distances"],
+                include=["distances"],
             )
-        metas, dists = (found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0]
-        return [(str((m or {})["chunk_id"]), 1.0 - float(d)) for m, d in zip(metas, dists, strict=True)]
+        ids, dists = found["ids"][0], (found["distances"] or [[]])[0]
+        return [(chunk_of_sentence(i), 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
 
     def sentence_vectors(self, chunk_ids: Sequence[str]) -> dict[str, SentenceVectors]:
         """Each chunk's sentence spans (offsets into the chunk) and unit vectors, in text order."""
@@ -426,13 +455,22 @@ class Store:
         missing = [i for i in chunk_ids if i not in out]
         if not missing:
             return out
+        counts = self._sentence_counts.get(missing)
+        by_id = [sentence_id(chunk_id, n) for chunk_id, count in counts.items() for n in range(count)]
+        filtered = [i for i in missing if i not in counts]
+        pages = []
         with self.translate_errors():
-            page = self.sentences.get(where=of_chunks(missing), include=["embeddings", "metadatas"])
+            for i in range(0, len(by_id), MAX_CHROMA_BATCH):
+                part = by_id[i : i + MAX_CHROMA_BATCH]
+                pages.append(self.sentences.get(ids=part, include=["embeddings", "metadatas"]))
+            if filtered:
+                pages.append(self.sentences.get(where=of_chunks(filtered), include=["embeddings", "metadatas"]))
         rows: dict[str, list[tuple[int, int, Any]]] = {}
-        for meta, vector in zip(
-            page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
-        ):
-            rows.setdefault(str(meta["chunk_id"]), []).append((int(meta["start"]), int(meta["end"]), vector))  # type: ignore[arg-type]
+        for page in pages:
+            for meta, vector in zip(
+                page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
+            ):
+                rows.setdefault(str(meta["chunk_id"]), []).append((int(meta["start"]), int(meta["end"]), vector))  # type: ignore[arg-type]
         fetched = {}
         for chunk_id, found in rows.items():
             found.sort(key=lambda row: row[0])
@@ -459,7 +497,7 @@ class Store:
         infos = []
         for source, entry in sorted(by_source.items()):
             meta = entry["meta"]
-            extra = {k: str(v) for k, v in meta.items() if k not in (*CHUNK_FIELDS, "ingested_at")}
+            extra = {k: str(v) for k, v in meta.items() if k not in (*STORE_FIELDS, "ingested_at")}
             infos.append(
                 DocumentInfo(
                     source=source,

@@ -11,7 +11,7 @@ from conftest import free_port
 
 from rag.embeddings import LocalEmbeddings
 from rag.settings import Settings
-from rag.store import DocumentTexts, Store, chunk_from_record, chunk_to_metadata
+from rag.store import SENTENCE_COUNT, DocumentTexts, Store, chunk_from_record, chunk_to_metadata
 from rag.types import Chunk, Document, PageSpan, StoreUnavailable
 
 TEXTS = {
@@ -81,6 +81,43 @@ def test_chunk_vectors_are_the_models_and_sentences_get_their_own(store: Store, 
     assert sentences["a-0"].spans == [(0, 33), (34, 53)]  # "The ferry ... dawn." and "It returns at noon."
     assert sentences["a-0"].vectors.shape == (2, 384)
     assert np.linalg.norm(sentences["a-0"].vectors, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+
+
+def test_sentence_vectors_are_fetched_by_id_once_their_chunk_was_read(
+    store: Store, embeddings: LocalEmbeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    by_filter = store.sentence_vectors(["a-0", "b-1"])  # no chunk read yet: by a chunk_id filter
+    reader = Store(store.settings, embeddings)
+    asked: list[dict] = []
+    sentences, get = reader.sentences, type(reader.sentences).get  # the chunks' collection is of the same class
+
+    def recorded(self: object, **kw: object) -> object:
+        if self is sentences:
+            asked.append(kw)
+        return get(self, **kw)
+
+    monkeypatch.setattr(type(sentences), "get", recorded)
+    reader.get_chunks(["a-0", "b-1"])
+    by_id = reader.sentence_vectors(["a-0", "b-1", "missing"])
+    assert [sorted(kw["ids"]) for kw in asked if "ids" in kw] == [["a-0#0", "a-0#1", "b-1#0"]]
+    assert [kw["where"] for kw in asked if kw.get("where")] == [{"chunk_id": {"$in": ["missing"]}}]
+    assert set(by_id) == {"a-0", "b-1"}
+    for chunk_id, vectors in by_filter.items():
+        assert by_id[chunk_id].spans == vectors.spans
+        assert np.array_equal(by_id[chunk_id].vectors, vectors.vectors)
+
+
+def test_chunks_written_without_a_sentence_count_are_fetched_by_filter(
+    store: Store, embeddings: LocalEmbeddings
+) -> None:
+    # As an older version wrote them: the chunk's metadata has no SENTENCE_COUNT.
+    got = store.collection.get(ids=["a-1"], include=["documents", "metadatas", "embeddings"])
+    meta = {k: v for k, v in got["metadatas"][0].items() if k != SENTENCE_COUNT}
+    store.collection.delete(ids=["a-1"])
+    store.collection.add(ids=["a-1"], documents=got["documents"], metadatas=[meta], embeddings=got["embeddings"])
+    reader = Store(store.settings, embeddings)
+    assert reader.get_chunks(["a-1"])[0] == make_chunk("a.txt", 1, TEXTS["a.txt"][1])
+    assert reader.sentence_vectors(["a-1"])["a-1"].spans == [(0, len(TEXTS["a.txt"][1]))]
 
 
 def test_query_sentences_returns_cosine_similarity_and_honours_where(store: Store, embeddings: LocalEmbeddings) -> None:
