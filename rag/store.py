@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -186,6 +186,12 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     )
 
 
+def sentence_count(meta: Mapping[str, Any] | None) -> int | None:
+    """The SENTENCE_COUNT a chunk's metadata holds, or None when it was written without one."""
+    count = (meta or {}).get(SENTENCE_COUNT)
+    return None if count is None else int(count)
+
+
 def chunks_in(page: GetResult) -> list[Chunk]:
     """The chunks of a Chroma get() that included documents and metadatas."""
     return [
@@ -234,8 +240,8 @@ class Store:
         self.settings = settings
         self.embeddings = embeddings
         self._sentence_cache: LRU[SentenceVectors] = LRU(SENTENCE_CACHE_CHUNKS)
-        self._chunk_cache: LRU[Chunk] = LRU(CHUNK_CACHE_CHUNKS)
-        self._sentence_counts: LRU[int] = LRU(CHUNK_CACHE_CHUNKS)  # of the chunks get_chunks() read
+        # Each read chunk with its SENTENCE_COUNT (None when it was written without one).
+        self._chunk_cache: LRU[tuple[Chunk, int | None]] = LRU(CHUNK_CACHE_CHUNKS)
 
     @property
     def location(self) -> str:
@@ -392,17 +398,13 @@ class Store:
         if missing:
             with self.translate_errors():
                 page = self.collection.get(ids=missing, include=["documents", "metadatas"])
-            fetched = {c.id: c for c in chunks_in(page)}
+            fetched = {
+                chunk.id: (chunk, sentence_count(meta))
+                for chunk, meta in zip(chunks_in(page), page["metadatas"] or [], strict=True)
+            }
             self._chunk_cache.put(fetched)
-            self._sentence_counts.put(
-                {
-                    i: int(m[SENTENCE_COUNT])  # type: ignore[arg-type]
-                    for i, m in zip(page["ids"], page["metadatas"] or [], strict=True)
-                    if m and SENTENCE_COUNT in m
-                }
-            )
             by_id |= fetched
-        return [by_id[i] for i in ids if i in by_id]
+        return [by_id[i][0] for i in ids if i in by_id]
 
     def chunks_containing(self, texts: Sequence[str], limit: int) -> list[Chunk]:
         """Up to `limit` chunks whose text contains any of these texts verbatim."""
@@ -428,7 +430,6 @@ class Store:
             part = list(ids[i : i + MAX_CHROMA_BATCH])
             self._chunk_cache.drop(part)
             self._sentence_cache.drop(part)
-            self._sentence_counts.drop(part)
             with self.translate_errors():
                 self.collection.delete(ids=part)
                 self.sentences.delete(where=of_chunks(part))
@@ -455,7 +456,7 @@ class Store:
         missing = [i for i in chunk_ids if i not in out]
         if not missing:
             return out
-        counts = self._sentence_counts.get(missing)
+        counts = {i: count for i, (_, count) in self._chunk_cache.get(missing).items() if count is not None}
         by_id = [sentence_id(chunk_id, n) for chunk_id, count in counts.items() for n in range(count)]
         filtered = [i for i in missing if i not in counts]
         pages = []
