@@ -38,6 +38,13 @@ def eval_(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the sample (and of nq-open's split and withheld share).")
     ] = 0,
+    ignore_as_of: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-as-of",
+            help="Ask without the lines' as_of (the default date); the timeliness line still judges by it.",
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.md, metrics.json and plots here.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -65,6 +72,7 @@ def eval_(
                 retrievers=retrievers,
                 config={"dataset": data.name, **data.details},
                 progress=progress,
+                ask_as_of=not ignore_as_of,
             )
         written = write_report(run, out) if out else []
     except IndexNotFound as exc:

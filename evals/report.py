@@ -40,13 +40,21 @@ def ratio_cell(value: float | None) -> str:
 
 
 def comparison_lines(run: EvalRun) -> list[str]:
-    """One line each for the ceiling and the lead baselines, ours relative to them."""
+    """One line each for the ceiling, the timeliness and the lead baselines, ours relative to them."""
     lines = []
     if (ceiling := run.ceiling()) is not None:
         lines.append(
             f"ceiling: a gold answer is somewhere in the collection for {ceiling['answer_ceiling']:.3f} of the "
             f"answerable questions; answer_recall@5 is {ratio_cell(ceiling['answer_recall@5_of_ceiling'])} and "
             f"answer_accuracy {ratio_cell(ceiling['answer_accuracy_of_ceiling'])} of it"
+        )
+    if (timely := run.timeliness()) is not None:
+        asked = "asked with" if timely["as_of_asked"] else "asked without (--ignore-as-of)"
+        lines.append(
+            f"timeliness: {timely['questions']} questions carry an as_of, {asked} it; counting only documents dated "
+            f"on or before it, answer_recall@5 {format_value(timely['answer_recall@5'])} (any date: "
+            f"{format_value(timely['answer_recall@5_any_date'])}), answer_accuracy "
+            f"{format_value(timely['answer_accuracy'])} (any date: {format_value(timely['answer_accuracy_any_date'])})"
         )
     for name, ratios in run.baseline_ratios().items():
         lines.append(

@@ -26,12 +26,15 @@ from evals.metrics import (
     lead_answer,
     lead_name,
     ratio,
+    recall_at,
+    share,
     short_answer_scores,
     summarize,
     summarize_lead,
 )
 from evals.nq import DEFAULT_WITHHOLD, NQ_FORMAT, load_nq_open, nq_collection
 from evals.squad import SQUAD_COLLECTION, TextFile, ensure_indexed
+from rag.dates import chunk_date
 from rag.short_answer import asks_for_short_answer
 from rag.types import IndexNotFound, RagError
 
@@ -167,21 +170,36 @@ def lead_baselines(top_chunk: str, item: QAItem) -> dict[str, dict[str, Any]]:
     return leads
 
 
+def existed_by(chunk: Chunk, day: date | None) -> bool:
+    """True when the chunk's document could be known on `day`: dated on or before it, undated, or no day given."""
+    dated = chunk_date(chunk.metadata)
+    return day is None or dated is None or dated <= day
+
+
 def score_question(
-    assistant: Assistant, item: QAItem, searchers: dict[str, Search], haystack: AnswerHaystack | None = None
+    assistant: Assistant,
+    item: QAItem,
+    searchers: dict[str, Search],
+    haystack: AnswerHaystack | None = None,
+    *,
+    ask_as_of: bool = True,
 ) -> dict[str, Any]:
     """Ask one question, rank with every retriever, and record what the metrics need.
 
-    `haystack` holds every chunk of the collection, for the ceiling: is a gold answer anywhere in it?
+    `haystack` holds every chunk of the collection, for the ceiling: is a gold answer anywhere in it? With
+    `ask_as_of` False the question is asked without its line's as_of; the timely ranks and answers still judge it
+    by that date (see EvalRun.timeliness).
     """
     started = time.perf_counter()
-    as_of = item.as_of_date
+    question_day = item.as_of_date
+    as_of = question_day if ask_as_of else None
     answer = assistant.ask(item.question, history=list(item.history), as_of=as_of)
     latency_ms = (time.perf_counter() - started) * 1000
     # Follow-ups are ranked with the assistant's condensed query, so every retriever sees the same query.
     query = answer.condensed_query or item.question
     hit_rank: dict[str, int | None] = {}
     answer_rank: dict[str, int | None] = {}
+    timely_rank: dict[str, int | None] = {}
     retrieve_ms: dict[str, float] = {}
     leads: dict[str, dict[str, Any]] | None = None
     for name, search in searchers.items():
@@ -191,11 +209,19 @@ def score_question(
         texts = [c.text for c in ranking]
         hit_rank[name] = first_hit_rank(texts, item) if item.answerable else None
         answer_rank[name] = first_answer_rank(texts, item.answers) if item.answerable else None
+        # Only documents that existed on the question's date count; a later one's answer is hindsight.
+        timely = [c.text if existed_by(c, question_day) else "" for c in ranking]
+        timely_rank[name] = first_answer_rank(timely, item.answers) if item.answerable else None
         if name == ANSWER_RETRIEVER:
             leads = lead_baselines(texts[0] if texts else "", item)
     valid, cited = check_citations(assistant, answer)
     answered = not answer.abstained
     supported = answered and any(is_hit(c.text, item) or contains_answer(c.text, item.answers) for c in cited)
+    correct = answered and contains_answer(answer.text, item.answers)
+    # The gold answer is in the answer and in a cited document that existed on the question's date.
+    timely_correct = correct and any(
+        existed_by(c, question_day) and contains_answer(c.text, item.answers) for c in cited
+    )
     short = answer.short_answer.text if answer.short_answer is not None and answered else None
     # Short answers are scored where the question asks for one (a name, number, date, place); None elsewhere.
     asks_short = item.answerable and asks_for_short_answer(item.question) is not None
@@ -211,7 +237,8 @@ def score_question(
         "abstained": answer.abstained,
         "abstain_reason": answer.abstain_reason,
         "short_answer": short,
-        "correct": (answered and contains_answer(answer.text, item.answers)) if item.answerable else None,
+        "correct": correct if item.answerable else None,
+        "timely_correct": timely_correct if item.answerable else None,
         "f1": (best_f1(answer.text, item.answers) if answered else 0.0) if item.answerable else None,
         "words": answer_words(answer.text) if answered else None,
         "short_em": short_em,
@@ -221,12 +248,14 @@ def score_question(
         "supported": supported if item.answerable and answered else None,
         "hit_rank": hit_rank,
         "answer_rank": answer_rank,
+        "timely_answer_rank": timely_rank,
         "in_collection": haystack.contains(item.answers) if haystack is not None and item.answerable else None,
         "lead": leads,
         "latency_ms": round(latency_ms, 2),
         "retrieve_ms": retrieve_ms,
         "condensed_query": query,
         "as_of": answer.as_of,
+        "question_as_of": item.as_of,
         # The extractive evidence score that abstention compares with RAG_ABSTAIN_THRESHOLD (None in LLM mode).
         "confidence": answer.debug.get("confidence"),
     }
@@ -281,6 +310,26 @@ class EvalRun:
             "answer_accuracy_of_ceiling": ratio(ours["answer_accuracy"], ceiling),
         }
 
+    def timeliness(self) -> dict[str, Any] | None:
+        """Answer recall@5 and accuracy counting only documents that existed on each question's as_of date.
+
+        A document dated after the question could not have answered it then: with the as_of asked this equals the
+        plain metrics, without it (`rag eval --ignore-as-of`) it shows how much of them came from hindsight. None
+        unless some answerable line carries an as_of.
+        """
+        retriever = ANSWER_RETRIEVER if ANSWER_RETRIEVER in self.retrievers else self.config["retriever"]
+        dated = [q for q in self.per_question if q["answerable"] and q.get("question_as_of")]
+        if not dated:
+            return None
+        return {
+            "questions": len(dated),
+            "as_of_asked": self.config.get("as_of_asked", True),
+            "answer_recall@5": recall_at([q["timely_answer_rank"][retriever] for q in dated], 5),
+            "answer_recall@5_any_date": recall_at([q["answer_rank"][retriever] for q in dated], 5),
+            "answer_accuracy": share([q["timely_correct"] for q in dated]),
+            "answer_accuracy_any_date": share([q["correct"] for q in dated]),
+        }
+
     def ranking_metrics(self, retriever: str) -> dict[str, Any]:
         """Retrieval metrics alone, with the retriever's own ranking time as latency (for like-for-like tables)."""
         return summarize(self.per_question, retriever, with_answers=False)
@@ -301,7 +350,8 @@ class EvalRun:
         """`rag eval --json`: the metrics, per_question and config, plus what else was measured.
 
         `compare`, `baselines` (the lead rows) and `baseline_ratios` appear when several retrievers ran; `ceiling`
-        when the collection was read; `abstention` when extractive answers met both kinds of question.
+        when the collection was read; `abstention` when extractive answers met both kinds of question; `timeliness`
+        when lines carry an as_of.
         """
         out = {**self.metrics(), "per_question": self.per_question, "config": self.config}
         if len(self.retrievers) > 1:
@@ -313,6 +363,8 @@ class EvalRun:
             out["ceiling"] = ceiling
         if (abstention := self.abstention()) is not None:
             out["abstention"] = abstention
+        if (timeliness := self.timeliness()) is not None:
+            out["timeliness"] = timeliness
         return out
 
 
@@ -323,8 +375,12 @@ def evaluate(
     retrievers: Sequence[str],
     config: dict[str, Any],
     progress: Progress | None = None,
+    ask_as_of: bool = True,
 ) -> EvalRun:
-    """Run every question; `retrievers[0]` is the primary retriever whose metrics head the report."""
+    """Run every question; `retrievers[0]` is the primary retriever whose metrics head the report.
+
+    `ask_as_of` False asks every question without its line's as_of (the timeliness metrics still use it).
+    """
     assistant.warm_up()  # latency is measured warm, as a long-running app would answer
     searchers = make_searchers(assistant, retrievers)
     run = EvalRun(
@@ -340,15 +396,16 @@ def evaluate(
             "collection": assistant.settings.collection,
             "embedding_model": assistant.embeddings.name,
             "embedding_precision": assistant.embeddings.bulk_precision,
+            "as_of_asked": ask_as_of,
         }
     )
     # One untimed warm-up, so model loading and index building don't land in the first question's latency.
     assistant.ask(items[0].question)
     for search in searchers.values():
-        search(items[0].question, items[0].as_of_date)
+        search(items[0].question, items[0].as_of_date if ask_as_of else None)
     haystack = AnswerHaystack(chunk.text for chunk in assistant.store.iter_chunks())
     for done, item in enumerate(items, start=1):
-        run.per_question.append(score_question(assistant, item, searchers, haystack))
+        run.per_question.append(score_question(assistant, item, searchers, haystack, ask_as_of=ask_as_of))
         if progress is not None:
             progress(done, len(items))
     return run

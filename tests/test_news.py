@@ -412,3 +412,46 @@ def test_the_news_fit_replays_the_searchs_fusion_and_boosts(news: Assistant) -> 
         )
         rank = next(r for r, c in enumerate(found, start=1) if "west warehouse" in c.chunk.text)
         assert first_gold(pool, point, news.settings) == rank, point
+
+
+def test_eval_without_as_of_counts_only_documents_that_existed_on_the_questions_date(news: Assistant) -> None:
+    from evals.report import text_table
+    from evals.runner import evaluate
+
+    # On 11 March only the first report exists: 12 injured. The 19 of the 12 March update is hindsight then.
+    lines = [
+        QAItem(
+            id="injured",
+            question=INJURED,
+            answers=("19",),
+            answerable=True,
+            evidence=("19 people",),
+            as_of="2025-03-11",
+        ),
+        QAItem(
+            id="count", question=INJURED, answers=("12",), answerable=True, evidence=("12 people",), as_of="2025-03-11"
+        ),
+    ]
+    runs = {asked: evaluate(news, lines, retrievers=["hybrid"], config={}, ask_as_of=asked) for asked in (True, False)}
+    with_as_of, without = (runs[asked].timeliness() for asked in (True, False))
+    assert with_as_of is not None and without is not None
+    assert with_as_of["as_of_asked"] and not without["as_of_asked"]
+    # Asked without as_of the update is retrieved and answers "19", but that counts only at any date.
+    assert without["answer_recall@5_any_date"] == 1.0 and without["answer_recall@5"] == 0.5
+    assert without["answer_accuracy_any_date"] == without["answer_accuracy"] + 0.5
+    # Asked with it the update is never seen: both counts agree.
+    assert with_as_of["answer_recall@5"] == with_as_of["answer_recall@5_any_date"] == 0.5
+    assert runs[False].per_question[0]["as_of"] == "2025-03-14"  # the system's default date, the newest document
+    assert "timeliness: 2 questions carry an as_of, asked without (--ignore-as-of) it" in text_table(runs[False])
+    assert runs[False].to_json()["timeliness"] == without
+
+
+def test_cli_eval_ignore_as_of_asks_at_the_default_date(news_home: Path, tmp_path: Path) -> None:
+    line = {"id": "i", "question": INJURED, "answers": ["19"], "answerable": True, "evidence": ["19"]}
+    dataset = tmp_path / "dated.jsonl"
+    dataset.write_text(json.dumps(line | {"as_of": "2025-03-11"}) + "\n")
+    done = rag("eval", str(dataset), "--ignore-as-of", "--json", home=news_home)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["config"]["as_of_asked"] is False and out["per_question"][0]["as_of"] == "2025-03-14"
+    assert out["timeliness"]["answer_recall@5"] == 0.0 and out["timeliness"]["answer_recall@5_any_date"] == 1.0
