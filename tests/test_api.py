@@ -6,7 +6,6 @@ A real uvicorn server on a free port (conftest.running_server), real Chroma, the
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
 import threading
 from collections.abc import Iterator
@@ -279,14 +278,12 @@ def test_store_down_is_503_everywhere(tmp_path: Path, embeddings: LocalEmbedding
         assert response.json()["error"]["type"] == "service_unavailable"
 
 
-@pytest.mark.skipif(
-    "as_of" not in inspect.signature(Assistant.ask).parameters, reason="Assistant.ask(as_of=...) lands with issue 15"
-)
 def test_as_of_reaches_the_assistant(api_url: str, seeded_assistant: Assistant) -> None:
     as_of = datetime.date(2025, 1, 1)  # before the corpus's only document (2025-01-18)
     response = client(api_url).chat.completions.create(
         model="rag", messages=[{"role": "user", "content": QUESTION}], extra_body={"as_of": as_of.isoformat()}
     )
-    direct = seeded_assistant.ask(QUESTION, as_of=as_of)  # type: ignore[call-arg]
+    direct = seeded_assistant.ask(QUESTION, as_of=as_of)
     assert response.choices[0].message.content == direct.text
     assert (response.model_extra or {})["status"] == direct.status
+    assert (response.model_extra or {})["as_of"] == direct.as_of == "2025-01-01"

@@ -455,3 +455,35 @@ def test_cli_eval_ignore_as_of_asks_at_the_default_date(news_home: Path, tmp_pat
     out = json.loads(done.stdout)
     assert out["config"]["as_of_asked"] is False and out["per_question"][0]["as_of"] == "2025-03-14"
     assert out["timeliness"]["answer_recall@5"] == 0.0 and out["timeliness"]["answer_recall@5_any_date"] == 1.0
+
+
+def test_the_http_api_carries_dates_as_of_conflicts_and_date_filters(news: Assistant) -> None:
+    import httpx
+    from conftest import running_server
+
+    from ui.server import create_server
+
+    with running_server(create_server(news)) as url:
+        chat = {"model": "rag", "messages": [{"role": "user", "content": INJURED}]}
+        body = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=120).json()
+        assert body["as_of"] == "2025-03-14"
+        [conflict] = body["conflicts"]
+        values = {v["value"]: v for v in conflict["values"]}
+        assert {v["date"] for v in values.values()} == {"2025-03-10", "2025-03-12"} and values["19"]["is_newest"]
+        assert all(c["date"] for c in body["citations"])
+        earlier = httpx.post(f"{url}/v1/chat/completions", json=chat | {"as_of": "2025-03-11"}, timeout=120).json()
+        assert earlier["as_of"] == "2025-03-11" and earlier["conflicts"] == []
+
+        search = {"query": "grain terminal fire", "k": 10}
+        hits = httpx.post(f"{url}/v1/search", json=search | {"as_of": "2025-03-11"}, timeout=60).json()
+        assert hits["scope"]["as_of"] == "2025-03-11" and hits["scope"]["as_of_source"] == "given"
+        assert hits["data"] and all(h["date"] is None or h["date"] <= "2025-03-11" for h in hits["data"])
+        ranged = {"since": "2025-03-11", "until": "2025-03-13"}
+        hits = httpx.post(f"{url}/v1/search", json=search | {"where": ranged}, timeout=60).json()
+        assert {name(h["source"]) for h in hits["data"]} == {"harbour-fire-update.md"}
+        week = httpx.post(f"{url}/v1/search", json={"query": "What happened at the terminal this week?"}, timeout=60)
+        assert week.json()["scope"]["time_window"] is not None
+        assert any(h["window_rank"] for h in week.json()["data"])
+        bad = httpx.post(f"{url}/v1/search", json=search | {"where": {"since": "2025-02-30"}}, timeout=60)
+        assert bad.status_code == 400
+        assert bad.json()["error"]["message"] == "since: '2025-02-30' is not a date; use YYYY-MM-DD"

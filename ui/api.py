@@ -25,7 +25,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag.assistant import Assistant
+from rag.assistant import Assistant, with_as_of
+from rag.dates import chunk_date, iso
 from rag.retrieve import Method
 from rag.settings import AnswerMode, ApiScope
 from rag.store import sentence_collection_name
@@ -33,6 +34,7 @@ from rag.types import (
     Answer,
     Candidate,
     Citation,
+    Conflict,
     DocumentInfo,
     IndexNotFound,
     RagError,
@@ -177,6 +179,10 @@ class AnswerFields(BaseModel):
     mode: Literal["extractive", "llm", "corpus"]
     notice: str | None = None
     llm_error: str | None = None
+    as_of: str | None = Field(default=None, description="The date the question was answered as of, YYYY-MM-DD.")
+    conflicts: list[Conflict] = Field(
+        default_factory=list, description="Where cited sources disagree: each value with its date and citation."
+    )
 
     @classmethod
     def of(cls, answer: Answer) -> dict[str, Any]:
@@ -189,6 +195,8 @@ class AnswerFields(BaseModel):
             mode=answer.mode,
             notice=answer.notice,
             llm_error=answer.llm_error,
+            as_of=answer.as_of,
+            conflicts=list(answer.conflicts),
         ).model_dump(mode="json")
 
 
@@ -225,7 +233,10 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1)
     k: int | None = Field(default=None, ge=1, le=100)
     method: Method = "hybrid"
-    where: dict[str, str] | None = None
+    where: dict[str, str] | None = Field(
+        default=None, description="Equality on metadata, plus `since`/`until` (YYYY-MM-DD) bounding document dates."
+    )
+    as_of: datetime.date | None = Field(default=None, description="Search as of this date: later documents unseen.")
     model: str = Field(default=DEFAULT_MODEL, description="A collection, or `rag` for the default one.")
 
 
@@ -239,6 +250,7 @@ class SearchHit(BaseModel):
     start: int
     end: int
     page: int | None
+    date: str | None = Field(description="The document's date, YYYY-MM-DD, or None when it has none.")
     text: str
     fused_rank: int
     fused_score: float
@@ -246,6 +258,7 @@ class SearchHit(BaseModel):
     bm25_score: float | None
     vector_rank: int | None
     vector_score: float | None
+    window_rank: int | None = Field(description="Rank among the documents of the query's time window, if any.")
     rerank_score: float | None
 
     @classmethod
@@ -260,6 +273,7 @@ class SearchHit(BaseModel):
             start=chunk.start,
             end=chunk.end,
             page=chunk.page,
+            date=iso(day) if (day := chunk_date(chunk.metadata)) else None,
             text=chunk.text,
             fused_rank=c.fused_rank,
             fused_score=c.fused_score,
@@ -267,6 +281,7 @@ class SearchHit(BaseModel):
             bm25_score=c.bm25_score,
             vector_rank=c.vector_rank,
             vector_score=c.vector_score,
+            window_rank=c.window_rank,
             rerank_score=c.rerank_score,
         )
 
@@ -276,6 +291,9 @@ class SearchResults(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[SearchHit]
+    scope: dict[str, str | None] = Field(
+        description="The dates searched: as_of and where it came from, since, until, the query's time window."
+    )
 
 
 class DocumentEntry(BaseModel):
@@ -390,11 +408,8 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[tuple[str
 
 
 def ask_kwargs(request: ChatRequest) -> dict[str, Any]:
-    """The Assistant keywords a request sets; as_of only when given."""
-    kwargs: dict[str, Any] = {"k": request.k, "mode": request.mode, "where": request.where}
-    if request.as_of is not None:
-        kwargs["as_of"] = request.as_of
-    return kwargs
+    """The Assistant keywords a request sets."""
+    return {"k": request.k, "mode": request.mode, "where": request.where, "as_of": request.as_of}
 
 
 class Metrics:
@@ -645,9 +660,12 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
 
     @app.post("/v1/search", response_model=SearchResults, dependencies=read)
     def search(body: SearchRequest) -> SearchResults:
-        """Ranked chunks with every retriever's rank and score."""
-        found = collections.get(body.model).retrieve(body.query, k=body.k, method=body.method, where=body.where)
-        return SearchResults(data=[SearchHit.of(c) for c in found])
+        """Ranked chunks with every retriever's rank and score, and the dates the search could see."""
+        assistant = collections.get(body.model)
+        where = with_as_of(body.where, body.as_of)
+        scope = assistant.search.scope(body.query, where).describe()  # a malformed date is a 400 here
+        found = assistant.retrieve(body.query, k=body.k, method=body.method, where=where)
+        return SearchResults(data=[SearchHit.of(c) for c in found], scope=scope)
 
     def entry(info: DocumentInfo) -> DocumentEntry:
         return DocumentEntry(
