@@ -1,4 +1,5 @@
-"""The chat's date controls in a real browser: as of hides later documents, a malformed date is a chat message."""
+"""The chat's dates in a real browser: as of hides later documents, a malformed date is a chat message, conflicts and
+timelines show with their dates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_news import FIRE_START, NEWS
+from test_news import FIRE_START, INJURED, NEWS
 from test_ui_app import ask, open_page, running_app
 
 from ingest import ingest_paths
@@ -51,3 +52,13 @@ def test_a_malformed_date_is_a_chat_message_and_the_session_goes_on(browser: Any
         assert "since: '2025-02-30' is not a date; use YYYY-MM-DD" in answer
         set_date(page, "since", "")
         assert "west warehouse" in ask(page, FIRE_START)
+
+
+@pytest.mark.browser
+def test_a_conflict_and_a_timeline_show_in_the_chat_with_their_dates(browser: Any, news_url: str) -> None:
+    with open_page(browser, news_url) as page:
+        answer = ask(page, INJURED)
+        assert "The sources disagree on" in answer
+        assert "12 [" in answer and "(10 March 2025)" in answer and "(12 March 2025, the newer)" in answer
+        timeline = ask(page, "How has the grain terminal fire developed?")
+        assert timeline.index("10 March 2025") < timeline.index("12 March 2025") < timeline.index("14 March 2025")
