@@ -11,10 +11,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from rag.dates import dated_metadata, pdf_metadata_date
+from rag.dates import created_date, dated_metadata
 from rag.types import Document, IngestFailure, LoadError, PageSpan, one_line
 
 FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
@@ -24,6 +25,8 @@ MD_HEADING = re.compile(r"^#[ \t]+(\S.*)$", re.MULTILINE)
 PLACEHOLDER_TITLES = frozenset({"untitled", "untitled document", "title", "document"})
 # Word files are XML that deflates about 10:1; 100:1 (beyond the first 64 MB) is a zip bomb, not prose.
 MAX_DOCX_INFLATION = 100
+# python-docx's blank template's creation time, which files written with it keep unless they set their own.
+DOCX_TEMPLATE_CREATED = datetime(2013, 12, 23, 23, 15, tzinfo=UTC)
 
 
 def decode_text(data: bytes) -> str:
@@ -102,7 +105,7 @@ def read_pdf(path: Path, data: bytes) -> Document:
         raise LoadError(f"corrupt PDF ({exc})") from exc
     meta = {}
     try:
-        created = pdf_metadata_date(reader.metadata.creation_date if reader.metadata else None)
+        created = created_date(reader.metadata.creation_date if reader.metadata else None)
     except (PyPdfError, ValueError, KeyError, TypeError):  # a malformed date field loses the date, not the file
         created = None
     if created:
@@ -139,7 +142,9 @@ def read_docx(path: Path, data: bytes) -> Document:
         raise LoadError(f"corrupt DOCX ({exc})") from exc
     text = "\n\n".join(p.text for p in word.paragraphs)
     title = word.core_properties.title or title_from_name(path)
-    return Document(source=str(path), title=title, text=text)
+    created = word.core_properties.created
+    created_at = None if created == DOCX_TEMPLATE_CREATED else created_date(created)
+    return Document(source=str(path), title=title, text=text, metadata={"date": created_at} if created_at else {})
 
 
 READERS: dict[str, Callable[[Path, bytes], Document]] = {

@@ -141,8 +141,11 @@ def dated_metadata(metadata: Mapping[str, str], text: str) -> dict[str, str]:
     return out
 
 
-def pdf_metadata_date(raw: object) -> str | None:
-    """A PDF's creation date (pypdf gives a datetime or the raw D:YYYYMMDD string) as ISO, or None."""
+def created_date(raw: object) -> str | None:
+    """A file's creation date from its metadata as ISO, or None.
+
+    pypdf gives a PDF's as a datetime or the raw D:YYYYMMDD string, python-docx a Word file's as a datetime.
+    """
     if isinstance(raw, datetime):
         return iso(raw.date())
     found = parse_date(str(raw)) if raw else None

@@ -360,7 +360,11 @@ def test_reingest_gives_chunks_ingested_before_dates_existed_their_dates(
     assert dates == {"harbour-fire-update.md": "2025-03-12", "newsroom-note.md": None}
 
 
-def test_html_and_pdf_metadata_dates_are_iso(tmp_path: Path) -> None:
+def test_html_pdf_and_docx_metadata_dates_are_iso(tmp_path: Path) -> None:
+    import zipfile
+    from datetime import datetime
+
+    import docx
     from pypdf import PdfWriter
     from reportlab.pdfgen import canvas
 
@@ -379,6 +383,32 @@ def test_html_and_pdf_metadata_dates_are_iso(tmp_path: Path) -> None:
     writer.write(tmp_path / "report.pdf")
     loaded = load_file(tmp_path / "report.pdf", max_bytes=2**20, timeout_s=60, memory_mb=1024)
     assert loaded.metadata.get("date") == "2024-05-06"
+
+    def word_file(name: str, created: datetime | None) -> Path:
+        document = docx.Document()
+        document.add_paragraph("The ferry service resumed after two weeks.")
+        if created is not None:
+            document.core_properties.created = created
+        document.save(str(tmp_path / name))
+        return tmp_path / name
+
+    dated = load_file(
+        word_file("dated.docx", datetime(2024, 5, 7, 9, 30)), max_bytes=2**20, timeout_s=60, memory_mb=1024
+    )
+    assert dated.metadata == {"date": "2024-05-07"}
+    # A file that kept python-docx's template creation time (2013-12-23) has no date of its own.
+    blank = load_file(word_file("template.docx", None), max_bytes=2**20, timeout_s=60, memory_mb=1024)
+    assert "date" not in blank.metadata
+    # A creation date that is no date loses the date, not the file.
+    broken = tmp_path / "broken.docx"
+    with zipfile.ZipFile(tmp_path / "dated.docx") as source, zipfile.ZipFile(broken, "w") as target:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename == "docProps/core.xml":
+                data = data.replace(b"2024-05-07T09:30:00Z", b"not a date")
+            target.writestr(member, data)
+    loaded = load_file(broken, max_bytes=2**20, timeout_s=60, memory_mb=1024)
+    assert "ferry service" in loaded.text and "date" not in loaded.metadata
 
 
 def test_eval_lines_take_an_optional_as_of(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from rag.dates import (
     DateError,
     DateScope,
     TimeWindow,
+    created_date,
     dated_metadata,
     dateline_date,
     parse_date,
-    pdf_metadata_date,
     require_date,
     resolve_as_of,
     time_window,
@@ -65,10 +65,10 @@ def test_dated_metadata_normalises_records_text_dates_and_keeps_unreadable_ones(
     assert dated_metadata({}, "No dateline here.") == {}
 
 
-def test_pdf_creation_dates() -> None:
-    assert pdf_metadata_date(datetime(2024, 5, 6, 7, 8)) == "2024-05-06"
-    assert pdf_metadata_date("D:20240506") == "2024-05-06"
-    assert pdf_metadata_date(None) is None and pdf_metadata_date("garbage") is None
+def test_creation_dates_from_file_metadata() -> None:
+    assert created_date(datetime(2024, 5, 6, 7, 8)) == "2024-05-06"
+    assert created_date("D:20240506") == "2024-05-06"
+    assert created_date(None) is None and created_date("garbage") is None
 
 
 @pytest.mark.parametrize("raw", ["2025-13-01", "18/01/2025", "yesterday", "2025-1-5", ""])
