@@ -183,6 +183,7 @@ class Assistant:
         started = time.perf_counter()
         if is_corpus_question(question):
             return self.answer_about_corpus(question, started)
+        question = news.timeline_subject(question)  # "how has X developed": the evidence to find is about X
         condensed = condense_question(question, history)
         candidates = self.retrieve(condensed, k=k, where=where)
         index = self.search.bm25()

@@ -22,10 +22,18 @@ TIME_SENSITIVE = re.compile(
     r"\b(now|current(?:ly)?|still|so far|yet|as of|latest|recent(?:ly)?|today|this (?:week|month|year)|anymore)\b",
     re.IGNORECASE,
 )
+CHANGE_VERBS = r"develop(?:ed)?|evolve[ds]?|change[ds]?|unfold(?:ed)?|progress(?:ed)?"
+HAPPENED = r"what (?:has |have )?happened (?:with|to|in|at|on)"
 TIMELINE = re.compile(
-    r"\bhow (?:has|have|did)\b.*\b(?:develop(?:ed)?|evolve[ds]?|change[ds]?|unfold(?:ed)?|progress(?:ed)?)\b"
-    r"|\bwhat (?:has |have )?happened (?:with|to|in|at|on)\b.*\bsince\b"
+    rf"\bhow (?:has|have|did)\b.*\b(?:{CHANGE_VERBS})\b"
+    rf"|\b{HAPPENED}\b.*\bsince\b"
     r"|\btimeline\b|\bchronolog|\bdevelopments? (?:in|on|of|around)\b|\bover time\b",
+    re.IGNORECASE,
+)
+# A timeline question's framing: words that ask for a history, not what the documents should say.
+TIMELINE_FRAMING = re.compile(
+    rf"\b(?:how (?:has|have|did)|{CHANGE_VERBS}|{HAPPENED}|what (?:are|were) the|(?:an? |the )?"
+    r"(?:timeline|chronology|developments?)(?: (?:of|in|on|around))?|over time|give me|show me)\b",
     re.IGNORECASE,
 )
 # A number as news writes it ("1,200", "3.5", "19"), and the words after it that say what it counts (a word: WORD).
@@ -56,6 +64,18 @@ def is_time_sensitive(question: str, scope: DateScope | None) -> bool:
 def is_timeline_question(question: str) -> bool:
     """True for 'how has X developed', 'what happened with X since ...', 'timeline of X'."""
     return bool(TIMELINE.search(question))
+
+
+def timeline_subject(question: str) -> str:
+    """What a timeline question asks the history of ('the Haiti mission since June'); other questions as they are.
+
+    Its framing ('how has ... developed', 'timeline of') names no fact to find, so retrieval and the answer's
+    evidence look for the subject alone.
+    """
+    if not is_timeline_question(question):
+        return question
+    subject = " ".join(TIMELINE_FRAMING.sub(" ", question).split()).strip(" ?.!")
+    return subject or question
 
 
 def citation_date(citation: Citation) -> date | None:

@@ -21,7 +21,7 @@ from ingest.load import load_file
 from rag.assistant import Assistant
 from rag.dates import DateError
 from rag.embeddings import LocalEmbeddings
-from rag.news import find_conflicts, sentence_facts
+from rag.news import find_conflicts, sentence_facts, timeline_subject
 from rag.settings import Settings
 from rag.types import Answer, Citation, ConflictValue
 from ui import render
@@ -517,3 +517,26 @@ def test_the_http_api_carries_dates_as_of_conflicts_and_date_filters(news: Assis
         bad = httpx.post(f"{url}/v1/search", json=search | {"where": {"since": "2025-02-30"}}, timeout=60)
         assert bad.status_code == 400
         assert bad.json()["error"]["message"] == "since: '2025-02-30' is not a date; use YYYY-MM-DD"
+
+
+@pytest.mark.parametrize(
+    ("question", "subject"),
+    [
+        ("How has the Haiti mission developed?", "the Haiti mission"),
+        ("What happened with the Haiti mission since June?", "the Haiti mission since June"),
+        ("Give me a timeline of the harbour fire", "the harbour fire"),
+        ("What are the developments in the Kenya deployment over time?", "the Kenya deployment"),
+        ("How many officers did Kenya send?", "How many officers did Kenya send?"),  # no timeline: as asked
+    ],
+)
+def test_a_timeline_questions_subject_drops_its_framing(question: str, subject: str) -> None:
+    assert timeline_subject(question) == subject
+
+
+def test_a_timeline_question_over_one_document_answers_instead_of_abstaining(seeded_assistant: Assistant) -> None:
+    # "developed" and "timeline" are no facts to find: before, they counted as key terms the corpus lacks.
+    for question in ("How has the Haiti mission developed?", "Timeline of the Haiti mission"):
+        answer = seeded_assistant.ask(question)
+        assert not answer.abstained, answer.abstain_reason
+        assert "270" in answer.text and answer.citations
+    assert seeded_assistant.ask("How has the Premier League title race developed?").abstained
