@@ -27,7 +27,7 @@ HAPPENED = r"what (?:has |have )?happened (?:with|to|in|at|on)"
 TIMELINE = re.compile(
     rf"\bhow (?:has|have|did)\b.*\b(?:{CHANGE_VERBS})\b"
     rf"|\b{HAPPENED}\b.*\bsince\b"
-    r"|\btimeline\b|\bchronolog|\bdevelopments? (?:in|on|of|around)\b|\bover time\b",
+    r"|\btimeline\b|\bchronolog|\bdevelopments (?:in|on|of|around)\b|\bover time\b",
     re.IGNORECASE,
 )
 # A timeline question's framing: words that ask for a history, not what the documents should say.
