@@ -183,8 +183,12 @@ class Assistant:
         started = time.perf_counter()
         if is_corpus_question(question):
             return self.answer_about_corpus(question, started)
-        question = news.timeline_subject(question)  # "how has X developed": the evidence to find is about X
-        condensed = condense_question(question, history)
+        subject = news.timeline_subject(question)
+        condensed = condense_question(subject, history)
+        if (
+            subject != question
+        ):  # a timeline: find its subject; a follow-up's ("how has it developed") is in the history
+            question = condensed if history else subject
         candidates = self.retrieve(condensed, k=k, where=where)
         index = self.search.bm25()
         context = candidates + self.earlier_answer_chunks(history, index, exclude={c.chunk.id for c in candidates})

@@ -545,3 +545,7 @@ def test_a_timeline_question_over_one_document_answers_instead_of_abstaining(see
         assert not answer.abstained, answer.abstain_reason
         assert "270" in answer.text and answer.citations
     assert seeded_assistant.ask("How has the Premier League title race developed?").abstained
+    # A follow-up's subject is a pronoun; the history says what "it" is.
+    history = [("Who leads the Multinational Security Support Mission?", "Kenya leads it.")]
+    follow_up = seeded_assistant.ask("How has it developed?", history=history)
+    assert not follow_up.abstained and "Multinational Security Support Mission" in follow_up.condensed_query
