@@ -185,9 +185,8 @@ class Assistant:
             return self.answer_about_corpus(question, started)
         subject = news.timeline_subject(question)
         condensed = condense_question(subject, history)
-        if (
-            subject != question
-        ):  # a timeline: find its subject; a follow-up's ("how has it developed") is in the history
+        # A timeline looks for its subject; a follow-up's ("how has it developed") is named by the history.
+        if subject != question:
             question = condensed if history else subject
         candidates = self.retrieve(condensed, k=k, where=where)
         index = self.search.bm25()
