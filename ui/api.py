@@ -663,8 +663,9 @@ def create_api(assistant: Assistant, *, keys: ApiKeys | None = None, warmed: thr
         """Ranked chunks with every retriever's rank and score, and the dates the search could see."""
         assistant = collections.get(body.model)
         where = with_as_of(body.where, body.as_of)
-        scope = assistant.search.scope(body.query, where).describe()  # a malformed date is a 400 here
-        found = assistant.retrieve(body.query, k=body.k, method=body.method, where=where)
+        with assistant.search.pinned():  # the scope's dates and the ranking from one BM25 snapshot, read once
+            scope = assistant.search.scope(body.query, where).describe()  # a malformed date is a 400 here
+            found = assistant.retrieve(body.query, k=body.k, method=body.method, where=where)
         return SearchResults(data=[SearchHit.of(c) for c in found], scope=scope)
 
     def entry(info: DocumentInfo) -> DocumentEntry:
