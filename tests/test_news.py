@@ -449,19 +449,13 @@ def test_eval_without_as_of_counts_only_documents_that_existed_on_the_questions_
     from evals.runner import evaluate
 
     # On 11 March only the first report exists: 12 injured. The 19 of the 12 March update is hindsight then.
-    lines = [
-        QAItem(
-            id="injured",
-            question=INJURED,
-            answers=("19",),
-            answerable=True,
-            evidence=("19 people",),
-            as_of="2025-03-11",
-        ),
-        QAItem(
-            id="count", question=INJURED, answers=("12",), answerable=True, evidence=("12 people",), as_of="2025-03-11"
-        ),
-    ]
+    def line(count: str) -> QAItem:
+        evidence = (f"{count} people",)
+        return QAItem(
+            id=count, question=INJURED, answers=(count,), answerable=True, evidence=evidence, as_of="2025-03-11"
+        )
+
+    lines = [line("19"), line("12")]
     runs = {asked: evaluate(news, lines, retrievers=["hybrid"], config={}, ask_as_of=asked) for asked in (True, False)}
     with_as_of, without = (runs[asked].timeliness() for asked in (True, False))
     assert with_as_of is not None and without is not None
