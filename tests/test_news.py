@@ -444,6 +444,27 @@ def test_the_news_fit_replays_the_searchs_fusion_and_boosts(news: Assistant) -> 
         assert first_gold(pool, point, news.settings) == rank, point
 
 
+def test_the_url_dated_copy_takes_an_earlier_day_from_the_url_and_nothing_else(tmp_path: Path) -> None:
+    from evals.fit.news import url_dated_copy
+
+    source, target = tmp_path / "src", tmp_path / "dst"
+    source.mkdir()
+    files = {
+        "old.md": ("2022-06-17", "https://example.com/2013/02/04/story/", "2013-02-04"),
+        "later_url.md": ("2022-06-17", "https://example.com/2022/07/01/story/", "2022-06-17"),
+        "month_only.md": ("2022-06-17", "https://example.com/2013/02/story/", "2022-06-17"),
+    }
+    for name, (given, url, _) in files.items():
+        (source / name).write_text(f"---\ntitle: T\ndate: {given}\nurl: {url}\n---\nBody --- text.\n")
+    (source / "no_url.md").write_text("---\ndate: 2022-06-17\n---\nBody.\n")
+    assert url_dated_copy(source, target) == {"redated": 1, "kept": 3}
+    for name, (_, url, expected) in files.items():
+        written = load_file(target / name, max_bytes=2**20, timeout_s=30, memory_mb=512)
+        assert written.metadata["date"] == expected and written.metadata["url"] == url
+        assert written.text == "Body --- text.\n"
+    assert (target / "no_url.md").read_text() == (source / "no_url.md").read_text()
+
+
 def test_eval_without_as_of_counts_only_documents_that_existed_on_the_questions_date(news: Assistant) -> None:
     from evals.report import text_table
     from evals.runner import evaluate

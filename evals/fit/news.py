@@ -8,6 +8,10 @@ holds a gold answer). With 120 questions a single split is noise, so the grid is
 out at a time: the point that is best on the other five weeks is scored on the sixth.
 
     RAG_HOME=... python -m evals.fit news --rtqa ../shared/data/realtimeqa-2022/rtqa_as_of.jsonl
+
+The corpus dates every search-result article with its quiz week's Friday (when it was fetched), whatever its
+publication. `--url-dated-copy SRC DST` writes a copy of the corpus whose articles carry the earlier date in their
+URL's path (/2022/06/15/) instead, so the same eval can show what true publication dates would change.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +42,10 @@ RECENCY_DAYS = (7, 14, 30)
 RECENCY_WEIGHTS = (0.0, 0.5, 1.0)
 RECENCY_BOOSTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 K = 5
+# A day in a URL's path, as news sites publish them: /2022/06/15/ (a month alone is not a day).
+URL_DAY = re.compile(r"/((?:19|20)\d\d)/(0[1-9]|1[0-2])/(0[1-9]|[12]\d|3[01])/")
+FRONT_MATTER_DATE = re.compile(r"^date: *(\S+) *$", re.MULTILINE)
+FRONT_MATTER_URL = re.compile(r"^url: *(\S+) *$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -166,12 +175,36 @@ def week(item: QAItem) -> str:
     return item.id.split("_")[0]
 
 
+def url_dated_copy(source: Path, target: Path) -> dict[str, int]:
+    """Copy the corpus's Markdown files, each dated by its URL's day when that is earlier than its front matter's."""
+    target.mkdir(parents=True, exist_ok=True)
+    counts = {"redated": 0, "kept": 0}
+    for path in sorted(source.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        _, front, body = text.split("---", 2)
+        given, url = FRONT_MATTER_DATE.search(front), FRONT_MATTER_URL.search(front)
+        day = URL_DAY.search(url.group(1)) if url else None
+        if given and day and "-".join(day.groups()) < given.group(1):
+            front = front[: given.start(1)] + "-".join(day.groups()) + front[given.end(1) :]
+            counts["redated"] += 1
+        else:
+            counts["kept"] += 1
+        (target / path.name).write_text(f"---{front}---{body}", encoding="utf-8")
+    return counts
+
+
 def main(argv: Sequence[str]) -> None:
     """Score the grid with and without as_of, cross-validated by quiz week; prints one JSON object."""
     parser = argparse.ArgumentParser(prog="python -m evals.fit news", description=__doc__.splitlines()[0])
-    parser.add_argument("--rtqa", type=Path, required=True, help="RealTimeQA questions with as_of (rtqa_as_of.jsonl)")
+    parser.add_argument("--rtqa", type=Path, help="RealTimeQA questions with as_of (rtqa_as_of.jsonl)")
     parser.add_argument("--collection", default="rtqa2022")
+    parser.add_argument("--url-dated-copy", nargs=2, type=Path, metavar=("SRC", "DST"), help="write the URL-dated copy")
     args = parser.parse_args(list(argv))
+    if args.url_dated_copy:
+        print(json.dumps(url_dated_copy(*args.url_dated_copy)))
+        return
+    if args.rtqa is None:
+        parser.error("--rtqa is required")
     started = time.perf_counter()
     from rag.assistant import Assistant
 
