@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.bm25 import DOC_STOPWORDS, BM25Index, index_text, tokenize
+from rag.bm25 import DOC_STOPWORDS, K1, B, BM25Index, index_text, tokenize
 from rag.types import Chunk
 
 DOCS = Path(__file__).parent / "fixtures" / "wiki" / "docs"
@@ -53,7 +53,7 @@ def test_scores_equal_those_of_bm25s_on_the_same_tokens() -> None:
 
     chunks = fixture_chunks()
     ours = BM25Index.build(chunks, "r1")
-    reference = bm25s.BM25()  # k1 1.5, b 0.75, Lucene: the variant ours implements
+    reference = bm25s.BM25(k1=K1, b=B)  # Lucene's variant, as ours
     reference.index([tokenize(index_text(c), drop=DOC_STOPWORDS) for c in chunks], show_progress=False)
     for query in QUERIES:
         tokens = [t for t in tokenize(query) if t in reference.vocab_dict]

@@ -1,3 +1,3 @@
 """Fit scripts: each tuned weight or threshold of the library is refit by one of these, from dev data only."""
 
-FITS = ("answer", "news", "retrieval", "short_answer")
+FITS = ("answer", "bm25", "news", "retrieval", "short_answer")
