@@ -3,7 +3,7 @@
 `python -m evals.fit answer --nq NQ.jsonl.gz --squad dev-v2.0.json --rtqa ../shared/data/realtimeqa-2022`
 
 Every question is retrieved once through `Assistant` (as `ask` retrieves it) and cached under
-RAG_HOME/evals/fit-answer, keyed by the collection's revision, so reruns only refit. Then:
+RAG_HOME/evals/fit-answer, keyed by the collection's revision and BM25's b, so reruns only refit. Then:
 1. the sentence model: a softmax over each question's sentences ("which one holds a gold answer") over
    SENTENCE_FEATURES, then a logistic calibration of its scores into P(this sentence holds a gold answer);
 2. the word budget and the price of a word (AnswerModel.max_words, word_cost), on NQ-open dev: the most gold
@@ -35,6 +35,7 @@ from evals.dataset import QAItem, load_jsonl
 from evals.metrics import AnswerHaystack, best_f1, contains_answer
 from evals.nq import NQ_FORMAT
 from evals.runner import Dataset, load_dataset, prepare_collection
+from rag import bm25
 from rag.answer import (
     CONFIDENCE_FEATURES,
     RELEVANCE_FEATURES,
@@ -89,9 +90,9 @@ def fit_cache() -> Path:
 
 
 def retrieve_all(name: str, items: Sequence[QAItem], assistant: Assistant, cache_dir: Path) -> list[Record]:
-    """Retrieve every question as `ask` does (cached per collection revision) and return the records."""
-    revision = assistant.store.revision()
-    path = cache_dir / f"{name}-{assistant.settings.collection}-{revision[:16]}-k{assistant.settings.k}.jsonl"
+    """Retrieve every question as `ask` does (cached per collection revision and BM25's b) and return the records."""
+    revision, settings = assistant.store.revision(), assistant.settings
+    path = cache_dir / f"{name}-{settings.collection}-{revision[:16]}-k{settings.k}-b{bm25.B}.jsonl"
     cached: dict[str, dict[str, Any]] = {}
     if path.exists():
         with path.open(encoding="utf-8") as lines:
