@@ -204,7 +204,8 @@ class Assistant:
         )
         chunks = {c.chunk.id: c.chunk for c in context}
         extraction = self.verified(extraction, chunks)
-        short, short_score = self.short_answer(question, extraction, chunks)
+        elsewhere = news.dated_elsewhere(extraction.citations, self.search.scope(condensed, where).window)
+        short, short_score = self.short_answer(question, extraction, chunks, elsewhere=elsewhere)
         return Answer(
             text=extraction.text,
             citations=tuple(extraction.citations),
@@ -242,12 +243,17 @@ class Assistant:
         return news.dated_answer(answer, question, scope, timeline_from=timeline_from, is_cited=is_cited)
 
     def short_answer(
-        self, question: str, extraction: Extraction, chunks: dict[str, Chunk]
+        self, question: str, extraction: Extraction, chunks: dict[str, Chunk], *, elsewhere: frozenset[int]
     ) -> tuple[ShortAnswer | None, float]:
-        """The cited phrase that answers a who/when/how-many question, kept only if it is the stored text there."""
+        """The cited phrase that answers a who/when/how-many question, kept only if it is the stored text there.
+
+        `elsewhere`: the citations that tell of another time than the question's window (news.dated_elsewhere).
+        """
         if extraction.status == "abstained":
             return None, 0.0
-        short, score = find_short_answer(question, extraction.citations, chunks, likeliest=extraction.likeliest)
+        short, score = find_short_answer(
+            question, extraction.citations, chunks, likeliest=extraction.likeliest, elsewhere=elsewhere
+        )
         text = self.document_text(short.source) if short else None
         if short is None or (text is not None and text[short.start : short.end] != short.text):
             return None, 0.0

@@ -170,6 +170,11 @@ class TimeWindow:
             return False
         return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
 
+    def overlaps(self, other: TimeWindow) -> bool:
+        """True when the two windows share a day."""
+        starts_before_other_ends = self.start is None or other.end is None or self.start <= other.end
+        return starts_before_other_ends and (other.start is None or self.end is None or other.start <= self.end)
+
     def describe(self) -> str:
         """'"this week": 2025-01-13 to 2025-01-18', for the inspector and the debug."""
         start = iso(self.start) if self.start else "the beginning"
@@ -183,6 +188,8 @@ LATEST_DAYS = 30
 # News reports an event on its day or the day after: a day's window takes the next day's documents too.
 REPORT_LAG_DAYS = 1
 
+# RELATIVE's kinds that name no particular time when a document uses them.
+VAGUE_KINDS = frozenset({"latest", "recent"})
 RELATIVE = re.compile(
     rf"\b(?P<latest>the latest|latest|most recent(?:ly)?|newest|currently|right now)\b"
     rf"|\b(?P<today>today)\b|\b(?P<yesterday>yesterday)\b"
@@ -209,8 +216,19 @@ def latest_month(month: int, as_of: date) -> int:
 def time_window(question: str, as_of: date) -> TimeWindow | None:
     """The date window the question's first relative-time phrase points at, resolved against as_of, or None."""
     m = RELATIVE.search(question)
-    if m is None:
-        return None
+    return None if m is None else phrase_window(m, as_of)
+
+
+def named_times(sentence: str, day: date) -> list[TimeWindow]:
+    """The times a document's sentence dates its events to ("in June", "on Friday"), resolved against its date.
+
+    "Latest" and "recently" are left out: in a report they say nothing about when.
+    """
+    return [phrase_window(m, day) for m in RELATIVE.finditer(sentence) if m.lastgroup not in VAGUE_KINDS]
+
+
+def phrase_window(m: re.Match[str], as_of: date) -> TimeWindow:
+    """The window of one RELATIVE match, resolved against as_of."""
     phrase = m.group(0).lower()
     kind = m.lastgroup
     lag = timedelta(days=REPORT_LAG_DAYS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from rag.bm25 import QUERY_STOPWORDS, tokenize
-from rag.dates import DATELINE, DateScope, iso, mentioned_day, parse_iso, spoken
+from rag.dates import DATELINE, DateScope, TimeWindow, iso, mentioned_day, named_times, parse_iso, spoken
 from rag.markers import cite, format_markers
 from rag.prompts import UNCERTAIN
 from rag.short_answer import candidate_phrases
@@ -81,6 +81,23 @@ def timeline_subject(question: str) -> str:
 def citation_date(citation: Citation) -> date | None:
     """The cited document's date."""
     return parse_iso(citation.date)
+
+
+def dated_elsewhere(citations: Sequence[Citation], window: TimeWindow | None) -> frozenset[int]:
+    """The citations whose sentence dates all it tells outside the question's time window.
+
+    "400 officers sent in June" does not answer "how many arrived this week", however well its words match. An
+    undated document's sentence, or one that names no time, is never set aside.
+    """
+    if window is None:
+        return frozenset()
+    elsewhere = set()
+    for citation in citations:
+        day = citation_date(citation)
+        times = named_times(citation.quote, day) if day else []
+        if times and not any(t.overlaps(window) for t in times):
+            elsewhere.add(citation.n)
+    return frozenset(elsewhere)
 
 
 def content_words(text: str) -> set[str]:

@@ -722,12 +722,15 @@ def find_short_answer(
     chunks: dict[str, Chunk],
     *,
     likeliest: tuple[str, int] | None = None,
+    elsewhere: frozenset[int] = frozenset(),
 ) -> tuple[ShortAnswer | None, float]:
     """The phrase of the cited quotes that best answers the question, and the model's probability for it.
 
     `likeliest` is (source, start) of the quote the answer step found likeliest to hold the answer: its best phrase
     wins when it has one (NQ-open dev short-answer F1 0.474 -> 0.485, SQuAD 2.0 dev 0.528 -> 0.596; BENCHMARKS.md).
-    (None, 0.0) when the question asks for no short answer or no quote holds a candidate.
+    `elsewhere` are the citation numbers whose quotes tell of another time than the question asks about: their
+    phrases are used only when no other quote has one. (None, 0.0) when the question asks for no short answer or
+    no quote holds a candidate.
     """
     kind = asks_for_short_answer(question)
     if kind is None:
@@ -738,9 +741,10 @@ def find_short_answer(
         if chunk is not None and chunk.text[c.start - chunk.start : c.end - chunk.start] == c.quote:
             sentences.append((c.n, chunk, c.start - chunk.start, c.end - chunk.start))
     ranked = score_candidates(question, kind, sentences)
+    ranked = [x for x in ranked if x.n not in elsewhere] or ranked
     if not ranked:
         return None, 0.0
-    preferred = {c.n for c in citations if (c.source, c.start) == likeliest}
+    preferred = {c.n for c in citations if (c.source, c.start) == likeliest} - elsewhere
     best = next((x for x in ranked if x.n in preferred), ranked[0])
     chunk, phrase = best.chunk, best.phrase
     short = ShortAnswer(

@@ -564,3 +564,32 @@ def test_a_timeline_question_over_one_document_answers_instead_of_abstaining(see
     history = [("Who leads the Multinational Security Support Mission?", "Kenya leads it.")]
     follow_up = seeded_assistant.ask("How has it developed?", history=history)
     assert not follow_up.abstained and "Multinational Security Support Mission" in follow_up.condensed_query
+
+
+def test_a_short_answer_comes_from_the_sentence_of_the_time_asked_about(seeded_assistant: Assistant) -> None:
+    # The article tells of 270 officers now (dated 18 January 2025) and 400 "in June": the words of "how many
+    # officers" match both, the time phrase decides.
+    for question in ("How many officers were deployed this week?", "How many officers left on Friday?"):
+        answer = seeded_assistant.ask(question)
+        assert answer.short_answer is not None and answer.short_answer.text.startswith("270"), question
+        assert any("in June" in c.quote for c in answer.citations), "the other sentence is still cited"
+    june = seeded_assistant.ask("How many officers did Kenya send in June?")
+    assert june.short_answer is not None and june.short_answer.text == "400"
+
+
+def test_only_a_dated_sentence_that_names_no_time_in_the_window_is_set_aside() -> None:
+    from rag.dates import TimeWindow
+    from rag.news import dated_elsewhere
+
+    def quoted(n: int, quote: str, day: str | None) -> Citation:
+        return Citation(n=n, source="a.md", title="A", chunk_id="c", quote=quote, start=0, end=len(quote), date=day)
+
+    citations = [
+        quoted(1, "Kenya sent 400 officers in June.", "2025-01-18"),
+        quoted(2, "Kenya has deployed 270 officers.", "2025-01-18"),  # no time named
+        quoted(3, "After 400 in June, 270 more left on Friday.", "2025-01-18"),  # one time in the window
+        quoted(4, "Kenya sent 400 officers in June.", None),  # undated: June of which year?
+    ]
+    this_week = TimeWindow(date(2025, 1, 13), date(2025, 1, 18), "this week")
+    assert dated_elsewhere(citations, this_week) == {1}
+    assert dated_elsewhere(citations, None) == frozenset()

@@ -13,6 +13,7 @@ from rag.dates import (
     created_date,
     dated_metadata,
     dateline_date,
+    named_times,
     parse_date,
     require_date,
     resolve_as_of,
@@ -114,6 +115,20 @@ def test_window_membership_and_description() -> None:
     assert window.contains(date(2025, 1, 13)) and window.contains(AS_OF)
     assert not window.contains(date(2025, 1, 12)) and not window.contains(None)
     assert window.describe() == '"this week": 2025-01-13 to 2025-01-18'
+
+
+def test_windows_overlap_when_they_share_a_day_and_open_ends_reach_everything() -> None:
+    week = TimeWindow(date(2025, 1, 13), AS_OF)
+    assert week.overlaps(TimeWindow(AS_OF, date(2025, 2, 1))) and week.overlaps(TimeWindow(None, date(2025, 1, 13)))
+    assert not week.overlaps(TimeWindow(date(2024, 6, 1), date(2024, 7, 1)))
+    assert not week.overlaps(TimeWindow(date(2025, 1, 19), None))
+
+
+def test_a_sentences_named_times_resolve_against_its_documents_date_and_vague_ones_are_left_out() -> None:
+    sentence = "This latest deployment follows 400 officers sent in June; more left on Friday, as recently agreed."
+    named = [(w.phrase, w.start, w.end) for w in named_times(sentence, AS_OF)]
+    assert named == [("in june", date(2024, 6, 1), date(2024, 7, 1)), ("on friday", date(2025, 1, 17), AS_OF)]
+    assert named_times("The latest figures were released recently.", AS_OF) == []
 
 
 def test_scope_hides_later_documents_keeps_undated_ones_and_since_until_bound_both_sides() -> None:
