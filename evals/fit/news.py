@@ -31,6 +31,7 @@ import numpy as np
 
 from evals.dataset import QAItem, load_jsonl
 from evals.metrics import contains_answer, recall_at
+from ingest.load import split_front_matter
 from rag.dates import TimeWindow, chunk_date
 from rag.retrieve import HybridSearch, RerankWeights, fuse
 from rag.settings import Settings
@@ -44,8 +45,6 @@ RECENCY_BOOSTS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 K = 5
 # A day in a URL's path, as news sites publish them: /2022/06/15/ (a month alone is not a day).
 URL_DAY = re.compile(r"/((?:19|20)\d\d)/(0[1-9]|1[0-2])/(0[1-9]|[12]\d|3[01])/")
-FRONT_MATTER_DATE = re.compile(r"^date: *(\S+) *$", re.MULTILINE)
-FRONT_MATTER_URL = re.compile(r"^url: *(\S+) *$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -181,15 +180,16 @@ def url_dated_copy(source: Path, target: Path) -> dict[str, int]:
     counts = {"redated": 0, "kept": 0}
     for path in sorted(source.glob("*.md")):
         text = path.read_text(encoding="utf-8")
-        _, front, body = text.split("---", 2)
-        given, url = FRONT_MATTER_DATE.search(front), FRONT_MATTER_URL.search(front)
-        day = URL_DAY.search(url.group(1)) if url else None
-        if given and day and "-".join(day.groups()) < given.group(1):
-            front = front[: given.start(1)] + "-".join(day.groups()) + front[given.end(1) :]
+        meta, body = split_front_matter(text)
+        found = URL_DAY.search(meta.get("url", ""))
+        day = "-".join(found.groups()) if found else None
+        if day and meta.get("date") and day < meta["date"]:
+            front = "".join(f"{key}: {value}\n" for key, value in (meta | {"date": day}).items())
+            text = f"---\n{front}---\n{body}"
             counts["redated"] += 1
         else:
             counts["kept"] += 1
-        (target / path.name).write_text(f"---{front}---{body}", encoding="utf-8")
+        (target / path.name).write_text(text, encoding="utf-8")
     return counts
 
 
